@@ -68,6 +68,8 @@ class Backend(ABC):
 
     name: str = ""
     formats: tuple[str, ...] = ()
+    #: file suffixes (".toy") that mean this backend's first format, beyond the built-in ones
+    suffixes: tuple[str, ...] = ()
 
     def availability(self) -> Availability:
         """Whether this backend's runtime is importable and has a device to run on."""
@@ -83,14 +85,16 @@ class Backend(ABC):
         raise NotImplementedError("Backend.load(source, options=...) must be implemented")
 
 
-def detect_format(path: Path) -> str:
-    """The model format of ``path`` from its suffix (and the TFLite magic bytes)."""
-    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+def detect_format(path: Path, extra: dict[str, str] | None = None) -> str:
+    """The model format of ``path`` from its suffix (and the TFLite magic bytes);
+    ``extra`` maps more suffixes to formats (from installed backends)."""
+    suffixes = {**SUFFIX_FORMATS, **(extra or {})}
+    fmt = suffixes.get(path.suffix.lower())
     if fmt is None:
         with path.open("rb") as f:
             head = f.read(8)
         if head[4:8] == b"TFL3":
             return "tflite"
-        known = ", ".join(sorted(SUFFIX_FORMATS))
+        known = ", ".join(sorted(suffixes))
         raise ValueError(f"cannot tell the model format of {path.name}: expected one of {known}")
     return fmt

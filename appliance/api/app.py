@@ -1,0 +1,50 @@
+"""The litestar application: routes, error mapping, OpenAPI at ``/schema``.
+
+Models load in a background thread after start-up, so ``/v2/health/live`` answers at
+once and ``/v2/health/ready`` turns 200 when loading is done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+from .. import __version__
+from ..services import Services, load_models
+from .errors import EXCEPTION_HANDLERS
+from .v2 import ModelController, ServerController
+
+log = logging.getLogger(__name__)
+
+
+def create_app(services: Services, *, load_in_background: bool = True) -> Litestar:
+    """A litestar app serving ``services``; it owns them and closes them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = services
+        app.state.dataplane = services.dataplane
+        if load_in_background:
+            import threading
+            threading.Thread(target=load_models, args=(services,), name="model-loader",
+                             daemon=True).start()
+        else:
+            await anyio.to_thread.run_sync(load_models, services)
+        try:
+            yield
+        finally:
+            services.close()
+
+    return Litestar(
+        route_handlers=[ServerController, ModelController],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=services.settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="appliance", version=__version__, path="/schema"),
+        debug=False,
+    )

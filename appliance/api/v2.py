@@ -1,0 +1,85 @@
+"""Open Inference Protocol v2 REST routes: thin translations to the data plane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.params import FromPath
+
+from ..dataplane import DataPlane
+from ..errors import ServiceUnavailable
+
+
+def _plane(request: Request) -> DataPlane:
+    return request.app.state.dataplane  # type: ignore[no-any-return]
+
+
+def _ready_body(request: Request, name: str, version: str | None) -> dict[str, Any]:
+    served = _plane(request).model_ready(name, version)
+    if not served.ready:
+        why = f": {served.reason}" if served.reason else ""
+        raise ServiceUnavailable(
+            f"model {name!r} version {served.record.version} is {served.state}{why}")
+    return {"name": name, "version": served.record.version, "ready": True}
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    body = await request.body()
+    headers = request.headers
+    content, extra = await _plane(request).infer(
+        name, version, body, content_type=headers.get("content-type", ""),
+        header_length=headers.get("inference-header-content-length"))
+    media = extra.pop("Content-Type", MediaType.JSON)
+    return Response(content, status_code=200, media_type=media, headers=extra)
+
+
+class ServerController(Controller):
+    path = "/v2"
+    tags = ["server"]
+
+    @get("/", summary="Server metadata")
+    async def metadata(self, request: Request) -> dict[str, Any]:
+        return _plane(request).server_metadata()
+
+    @get("/health/live", summary="Liveness")
+    async def live(self) -> dict[str, Any]:
+        return {"live": True}
+
+    @get("/health/ready", summary="Readiness: 200 once start-up model loading is done")
+    async def ready(self, request: Request) -> dict[str, Any]:
+        if not _plane(request).ready():
+            raise ServiceUnavailable("the appliance is still loading its models",
+                                     headers={"Retry-After": "1"})
+        return {"ready": True}
+
+
+class ModelController(Controller):
+    path = "/v2/models"
+    tags = ["models"]
+
+    @get("/{name:str}", summary="Model metadata (default version)")
+    async def metadata(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+        return _plane(request).model_metadata(name, None)
+
+    @get("/{name:str}/versions/{version:str}", summary="Model version metadata")
+    async def version_metadata(self, request: Request, name: FromPath[str],
+                               version: FromPath[str]) -> dict[str, Any]:
+        return _plane(request).model_metadata(name, version)
+
+    @get("/{name:str}/ready", summary="Model readiness (default version)")
+    async def ready(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+        return _ready_body(request, name, None)
+
+    @get("/{name:str}/versions/{version:str}/ready", summary="Model version readiness")
+    async def version_ready(self, request: Request, name: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
+        return _ready_body(request, name, version)
+
+    @post("/{name:str}/infer", summary="Inference (default version)", status_code=200)
+    async def infer(self, request: Request, name: FromPath[str]) -> Response:
+        return await _infer(request, name, None)
+
+    @post("/{name:str}/versions/{version:str}/infer", summary="Inference on a version",
+          status_code=200)
+    async def version_infer(self, request: Request, name: FromPath[str], version: FromPath[str]) -> Response:
+        return await _infer(request, name, version)

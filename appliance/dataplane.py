@@ -1,0 +1,98 @@
+"""The Open Inference Protocol data plane, independent of HTTP.
+
+The REST layer hands it bytes and headers; it decodes, validates against the model's
+signature, predicts (inline for models measured cheap, in a worker thread otherwise)
+and encodes the response. Nothing here touches the registry database or the disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+
+from . import __version__
+from .errors import BadRequest, UnsupportedMediaType
+from .protocol.codec import decode_request, encode_response, requested_outputs
+from .runtime.repository import ModelRepository, ServedVersion
+from .validation import validate_inputs, validate_outputs
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/octet-stream")
+
+
+def _version_list(repo: ModelRepository, name: str) -> list[str]:
+    from .registry.models import _version_key
+    return sorted(repo.versions(name), key=_version_key)
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+        self.started = False
+
+    # -- server ----------------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "appliance", "version": __version__, "extensions": EXTENSIONS}
+
+    def ready(self) -> bool:
+        return self.started
+
+    # -- models ----------------------------------------------------------------------
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        served = self.repository.find(name, version)
+        record = served.record
+        return {
+            "name": name,
+            "versions": _version_list(self.repository, name),
+            "platform": f"{served.backend or 'unassigned'}_{record.format}",
+            "inputs": [s.to_dict() for s in record.inputs],
+            "outputs": [s.to_dict() for s in record.outputs],
+            "parameters": {"version": record.version, "stage": record.stage,
+                           "digest": record.digest, **served.describe()},
+        }
+
+    def model_ready(self, name: str, version: str | None) -> ServedVersion:
+        return self.repository.find(name, version)
+
+    # -- inference -------------------------------------------------------------------
+    async def infer(self, name: str, version: str | None, body: bytes, *,
+                    content_type: str = "", header_length: str | None = None
+                    ) -> tuple[bytes, dict[str, str]]:
+        """Run one inference request; return the encoded body and response headers."""
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media not in ACCEPTED_CONTENT_TYPES:
+            raise UnsupportedMediaType(
+                f"content type {media!r} is not accepted: send application/json, or "
+                "application/octet-stream with an Inference-Header-Content-Length header "
+                "for the binary tensor extension")
+        length = _header_length(header_length)
+        served = self.repository.ready_model(name, version)
+        request, arrays = decode_request(body, length)
+        validate_inputs(name, served.inputs,
+                        {i.name: i.datatype for i in request.inputs}, arrays)
+        names, binary = requested_outputs(request)
+        validate_outputs(name, served.outputs, names)
+        model = served.model
+        assert model is not None
+        if served.inline:
+            outputs = model.predict(arrays)
+        else:
+            outputs = await anyio.to_thread.run_sync(model.predict, arrays)
+        if names is not None:
+            outputs = {n: outputs[n] for n in names}
+        return encode_response(name, served.record.version, outputs, request_id=request.id,
+                               parameters=request.parameters, binary_outputs=binary)
+
+
+def _header_length(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise BadRequest(f"Inference-Header-Content-Length must be an integer, "
+                         f"got {value!r}") from None
+    if length < 0:
+        raise BadRequest("Inference-Header-Content-Length must not be negative")
+    return length

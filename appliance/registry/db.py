@@ -1,0 +1,86 @@
+"""Open the registry database and bring its schema up to date.
+
+Migrations are numbered functions applied in order inside one transaction each; the
+``_migrations`` table records which ran, so opening an old registry upgrades it and
+opening a current one changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _m001_models_and_versions(db: sqlite_utils.Database) -> None:
+    db["models"].create({"name": str, "created_at": str, "created_by": str,
+                         "description": str}, pk="name")
+    db["versions"].create({
+        "id": int, "model": str, "version": str, "format": str, "primary_file": str,
+        "files": str, "inputs": str, "outputs": str, "artifact": str, "digest": str,
+        "stage": str, "created_at": str, "created_by": str, "source": str,
+    }, pk="id", foreign_keys=[("model", "models", "name")], not_null={"model", "version"})
+    db["versions"].create_index(["model", "version"], unique=True)
+    db["events"].create({"id": int, "at": str, "actor": str, "action": str, "model": str,
+                         "version": str, "detail": str}, pk="id")
+
+
+MIGRATIONS: list[tuple[int, str, Migration]] = [
+    (1, "models, versions, events", _m001_models_and_versions),
+]
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One write transaction: all of it commits or none of it does.
+
+    Use raw ``db.execute`` inside: sqlite-utils' insert helpers commit on their own.
+    """
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def now() -> str:
+    """UTC time as an ISO 8601 string with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def open_database(path: Path) -> sqlite_utils.Database:
+    """Open (creating) the registry at ``path`` in WAL mode and apply pending migrations."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                           timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> list[int]:
+    """Apply the migrations not yet recorded; return the numbers applied."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"number": int, "name": str, "applied_at": str}, pk="number")
+    done = {row["number"] for row in db["_migrations"].rows}
+    applied = []
+    for number, name, fn in MIGRATIONS:
+        if number in done:
+            continue
+        with transaction(db):
+            fn(db)
+            db.execute("INSERT INTO _migrations (number, name, applied_at) VALUES (?, ?, ?)",
+                       [number, name, now()])
+        applied.append(number)
+    return applied

@@ -1,0 +1,154 @@
+"""Models and versions in the registry: record, look up, list.
+
+Each write is one SQLite transaction (see :func:`appliance.registry.db.transaction`);
+artifact files are already in the store, complete, before a version row points at them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadRequest, Conflict, NotFound
+from ..signature import TensorSpec, specs_from_dicts
+from .db import now, open_database, transaction
+from .store import ArtifactStore, StoredFile
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    if not NAME_RE.match(value or ""):
+        raise BadRequest(f"{kind} {value!r} is not valid: use 1-128 letters, digits, '.', '_' "
+                         "or '-', starting with a letter or digit")
+    return value
+
+
+@dataclass
+class VersionRecord:
+    model: str
+    version: str
+    format: str
+    primary_file: str
+    files: list[dict[str, Any]]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    digest: str
+    stage: str
+    created_at: str
+    created_by: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "format": self.format,
+                "primary_file": self.primary_file, "files": self.files,
+                "inputs": [s.to_dict() for s in self.inputs],
+                "outputs": [s.to_dict() for s in self.outputs], "digest": self.digest,
+                "stage": self.stage, "created_at": self.created_at,
+                "created_by": self.created_by, "source": self.source}
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    created_at: str
+    created_by: str
+    versions: list[VersionRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "created_at": self.created_at,
+                "created_by": self.created_by,
+                "versions": [v.to_dict() for v in self.versions]}
+
+
+def _version_key(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)
+
+
+def _row_to_version(row: dict[str, Any]) -> VersionRecord:
+    return VersionRecord(
+        model=row["model"], version=row["version"], format=row["format"],
+        primary_file=row["primary_file"], files=json.loads(row["files"]),
+        inputs=specs_from_dicts(json.loads(row["inputs"])),
+        outputs=specs_from_dicts(json.loads(row["outputs"])), digest=row["digest"],
+        stage=row["stage"], created_at=row["created_at"], created_by=row["created_by"],
+        source=row["source"] or "")
+
+
+class Registry:
+    """The registry of one data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.db = open_database(data_dir / "registry.db")
+        self.store = ArtifactStore(data_dir / "artifacts")
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def artifact_path(self, record: VersionRecord) -> Path:
+        return self.store.path_for(record.digest) / record.primary_file
+
+    def next_version(self, model: str) -> str:
+        rows = self.db.execute("SELECT version FROM versions WHERE model = ?", [model]).fetchall()
+        numbers = [int(v) for (v,) in rows if v.isdigit()]
+        return str(max(numbers, default=0) + 1)
+
+    def record_version(self, *, model: str, version: str, fmt: str, primary_file: str,
+                       files: list[StoredFile], digest: str, inputs: list[TensorSpec],
+                       outputs: list[TensorSpec], created_by: str, source: str,
+                       stage: str = "registered") -> VersionRecord:
+        """Insert the model (if new) and the version in one transaction."""
+        at = now()
+        with transaction(self.db):
+            exists = self.db.execute("SELECT digest FROM versions WHERE model=? AND version=?",
+                                     [model, version]).fetchone()
+            if exists:
+                raise Conflict(f"model {model!r} already has a version {version!r}; "
+                               "choose another --version or omit it to get the next number")
+            self.db.execute("INSERT OR IGNORE INTO models (name, created_at, created_by, "
+                            "description) VALUES (?, ?, ?, '')", [model, at, created_by])
+            self.db.execute(
+                "INSERT INTO versions (model, version, format, primary_file, files, inputs, "
+                "outputs, artifact, digest, stage, created_at, created_by, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [model, version, fmt, primary_file, json.dumps([f.to_dict() for f in files]),
+                 json.dumps([s.to_dict() for s in inputs]),
+                 json.dumps([s.to_dict() for s in outputs]), f"sha256/{digest}", digest, stage,
+                 at, created_by, source])
+            self.db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
+                            "VALUES (?, ?, 'add', ?, ?, ?)",
+                            [at, created_by, model, version, json.dumps({"source": source})])
+        return self.version(model, version)
+
+    def versions(self, model: str | None = None) -> list[VersionRecord]:
+        where, args = ("WHERE model = ?", [model]) if model else ("", [])
+        cur = self.db.execute(f"SELECT * FROM versions {where} ORDER BY model, id", args)
+        cols = [c[0] for c in cur.description]
+        records = [_row_to_version(dict(zip(cols, row))) for row in cur.fetchall()]
+        return sorted(records, key=lambda r: (r.model, _version_key(r.version)))
+
+    def models(self) -> list[ModelRecord]:
+        by_name: dict[str, ModelRecord] = {}
+        for row in self.db.execute("SELECT name, created_at, created_by FROM models "
+                                   "ORDER BY name").fetchall():
+            by_name[row[0]] = ModelRecord(row[0], row[1], row[2])
+        for record in self.versions():
+            by_name[record.model].versions.append(record)
+        return list(by_name.values())
+
+    def model(self, name: str) -> ModelRecord:
+        for record in self.models():
+            if record.name == name:
+                return record
+        known = ", ".join(m.name for m in self.models()) or "none"
+        raise NotFound(f"model {name!r} is not in the registry (registered: {known})")
+
+    def version(self, name: str, version: str) -> VersionRecord:
+        for record in self.model(name).versions:
+            if record.version == version:
+                return record
+        raise NotFound(f"model {name!r} has no version {version!r}")

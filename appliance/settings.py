@@ -1,0 +1,99 @@
+"""Typed settings: defaults < TOML file < ``APPLIANCE_*`` environment < CLI flags.
+
+The TOML file is named by ``--config`` or ``APPLIANCE_CONFIG``; every field below can be
+set in it at top level, e.g. ``port = 8080``. Environment variables are the field name
+upper-cased with the ``APPLIANCE_`` prefix (``APPLIANCE_DATA_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .errors import ConfigError
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("var")
+    #: largest request body accepted, in bytes; larger bodies get 413
+    max_body_bytes: int = 64 * 1024 * 1024
+    #: register the bundled demo models when the registry is empty
+    demo_models: bool = True
+    #: a hardware profile name to use instead of the best match
+    profile: str | None = None
+    #: extra directories searched for hardware profiles
+    profile_dirs: list[Path] = msgspec.field(default_factory=list)
+    #: predict inline on the event loop when a model's warm-up latency is below this
+    inline_threshold_us: int = 500
+    #: seconds a model may take to load before it is marked failed
+    load_timeout_s: float = 120.0
+    log_level: str = "info"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+
+ENV_PREFIX = "APPLIANCE_"
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in Settings.__struct_fields__:
+        key = ENV_PREFIX + field.upper()
+        if key in environ:
+            out[field] = environ[key]
+    return out
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(Settings.__struct_fields__))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+                          f"known keys: {', '.join(Settings.__struct_fields__)}")
+    return data
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Path and isinstance(obj, str | Path):
+        return Path(obj)
+    raise NotImplementedError(f"cannot read {type_}")
+
+
+def load_settings(cli: dict[str, Any] | None = None, *, config: Path | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Merge the layers and validate types; a bad value is a ConfigError naming the key."""
+    environ = dict(os.environ) if environ is None else environ
+    merged: dict[str, Any] = {}
+    config = config or (Path(environ["APPLIANCE_CONFIG"]) if environ.get("APPLIANCE_CONFIG")
+                        else None)
+    if config is not None:
+        merged.update(_from_file(config))
+    merged.update(_from_env(environ))
+    merged.update({k: v for k, v in (cli or {}).items() if v is not None})
+    try:
+        settings = msgspec.convert(merged, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError(f"port must be between 0 and 65535, got {settings.port}")
+    if settings.max_body_bytes < 1024:
+        raise ConfigError("max_body_bytes must be at least 1024")
+    return settings

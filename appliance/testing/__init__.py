@@ -1,0 +1,1 @@
+"""Helpers for the appliance's tests: small, real model files built offline."""
