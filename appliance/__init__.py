@@ -22,11 +22,11 @@ __version__ = "0.1.0"
 
 hookimpl = HookimplMarker("appliance")
 
-__all__ = sorted([
+__all__ = [
     "ApplianceError",
     "Availability",
-    "BadRequest",
     "Backend",
+    "BadRequest",
     "ConfigError",
     "InvalidModelFile",
     "LoadedModel",
@@ -37,4 +37,4 @@ __all__ = sorted([
     "TensorSpec",
     "__version__",
     "hookimpl",
-])
+]

@@ -13,7 +13,13 @@ import anyio.to_thread
 
 from . import __version__
 from .errors import BadRequest, UnsupportedMediaType
-from .protocol.codec import decode_request, encode_response, requested_outputs
+from .protocol.codec import (
+    decode_raw_binary,
+    decode_request,
+    encode_response,
+    requested_outputs,
+)
+from .protocol.types import InferenceRequest, RequestInput
 from .runtime.repository import ModelRepository, ServedVersion
 from .validation import validate_inputs, validate_outputs
 
@@ -68,7 +74,10 @@ class DataPlane:
                 "for the binary tensor extension")
         length = _header_length(header_length)
         served = self.repository.ready_model(name, version)
-        request, arrays = decode_request(body, length)
+        if length == 0:
+            request, arrays = _raw_binary_request(served, body)
+        else:
+            request, arrays = decode_request(body, length)
         validate_inputs(name, served.inputs,
                         {i.name: i.datatype for i in request.inputs}, arrays)
         names, binary = requested_outputs(request)
@@ -83,6 +92,20 @@ class DataPlane:
             outputs = {n: outputs[n] for n in names}
         return encode_response(name, served.record.version, outputs, request_id=request.id,
                                parameters=request.parameters, binary_outputs=binary)
+
+
+def _raw_binary_request(served: ServedVersion, body: bytes
+                        ) -> tuple[InferenceRequest, dict[str, Any]]:
+    """Triton's raw binary form: the whole body is the model's single input."""
+    if len(served.inputs) != 1:
+        raise BadRequest(
+            f"a raw binary request (Inference-Header-Content-Length: 0) needs a model with "
+            f"one input; {served.record.model!r} has {len(served.inputs)}: send a JSON header")
+    spec = next(iter(served.inputs.values()))
+    array = decode_raw_binary(body, spec)
+    request = InferenceRequest(inputs=[RequestInput(name=spec.name, shape=list(array.shape),
+                                                    datatype=spec.datatype)])
+    return request, {spec.name: array}
 
 
 def _header_length(value: str | None) -> int | None:

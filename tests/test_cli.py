@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from models import identity_model
 
 from appliance.demo import BREAST_CANCER

@@ -72,7 +72,8 @@ class ModelController(Controller):
         return _ready_body(request, name, None)
 
     @get("/{name:str}/versions/{version:str}/ready", summary="Model version readiness")
-    async def version_ready(self, request: Request, name: FromPath[str], version: FromPath[str]) -> dict[str, Any]:
+    async def version_ready(self, request: Request, name: FromPath[str],
+                            version: FromPath[str]) -> dict[str, Any]:
         return _ready_body(request, name, version)
 
     @post("/{name:str}/infer", summary="Inference (default version)", status_code=200)
@@ -81,5 +82,6 @@ class ModelController(Controller):
 
     @post("/{name:str}/versions/{version:str}/infer", summary="Inference on a version",
           status_code=200)
-    async def version_infer(self, request: Request, name: FromPath[str], version: FromPath[str]) -> Response:
+    async def version_infer(self, request: Request, name: FromPath[str],
+                            version: FromPath[str]) -> Response:
         return await _infer(request, name, version)

@@ -43,6 +43,8 @@ _ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55
               "0xd40": "Neoverse-V1", "0xd41": "Cortex-A78", "0xd42": "Cortex-A78AE",
               "0xd4f": "Neoverse-V2"}
 _UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a page-aligned LONG_MAX
+_NO_CPUINFO: tuple[str, list[str]] = ("", [])
+_NO_LIMITS: tuple[float | None, int | None] = (None, None)
 
 
 class NvidiaGpu(msgspec.Struct, frozen=True):
@@ -148,15 +150,10 @@ def _cgroup_paths(root: Path) -> dict[str, str]:
     return out
 
 
-def _walk(base: Path, cgroup: str, name: str) -> list[str]:
-    """The contents of ``name`` in ``cgroup`` and each of its ancestors up to ``base``."""
+def _levels(base: Path, cgroup: str) -> list[Path]:
+    """``cgroup``'s directory under ``base``, then each ancestor up to ``base`` itself."""
     parts = [p for p in cgroup.split("/") if p]
-    found = []
-    for i in range(len(parts), -1, -1):
-        text = _read(base.joinpath(*parts[:i], name))
-        if text is not None:
-            found.append(text)
-    return found
+    return [base.joinpath(*parts[:i]) for i in range(len(parts), -1, -1)]
 
 
 def _cgroup_limits(root: Path) -> tuple[float | None, int | None]:
@@ -165,22 +162,21 @@ def _cgroup_limits(root: Path) -> tuple[float | None, int | None]:
     paths = _cgroup_paths(root)
     fs = _sub(root, "/sys/fs/cgroup")
     quotas: list[float] = []
-    memory: list[int] = []
-    for text in _walk(fs, paths.get("", "/"), "cpu.max"):
-        quota, _, period = text.partition(" ")
-        if quota != "max" and quota.isdigit() and period.isdigit() and int(period) > 0:
+    memory: list[str] = []
+    for d in _levels(fs, paths.get("", "/")):  # v2: "max 100000" or "150000 100000"
+        quota, _, period = (_read(d / "cpu.max") or "").partition(" ")
+        if quota.isdigit() and period.isdigit() and int(period) > 0:
             quotas.append(int(quota) / int(period))
-    memory += [int(t) for t in _walk(fs, paths.get("", "/"), "memory.max") if t.isdigit()]
-    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        cg = paths.get("cpu", "/")
-        for q, p in zip(_walk(fs / mount, cg, "cpu.cfs_quota_us"),
-                        _walk(fs / mount, cg, "cpu.cfs_period_us"), strict=False):
+        memory.append(_read(d / "memory.max") or "")
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):  # v1: quota -1 = no limit
+        for d in _levels(fs / mount, paths.get("cpu", "/")):
+            q, p = _read(d / "cpu.cfs_quota_us") or "", _read(d / "cpu.cfs_period_us") or ""
             if q.isdigit() and p.isdigit() and int(q) > 0 and int(p) > 0:
                 quotas.append(int(q) / int(p))
-    memory += [int(t) for t in _walk(fs / "memory", paths.get("memory", "/"),
-                                     "memory.limit_in_bytes") if t.isdigit()]
-    memory = [m for m in memory if 0 < m < _UNLIMITED]
-    return (min(quotas) if quotas else None), (min(memory) if memory else None)
+    memory += [_read(d / "memory.limit_in_bytes") or ""
+               for d in _levels(fs / "memory", paths.get("memory", "/"))]
+    limits = [int(m) for m in memory if m.isdigit() and 0 < int(m) < _UNLIMITED]
+    return (min(quotas) if quotas else None), (min(limits) if limits else None)
 
 
 def _default_run(argv: Sequence[str], timeout: float) -> str:
@@ -277,10 +273,10 @@ def discover(extra: list[dict[str, Any]] | None = None, *, root: Path = Path("/"
     :func:`collect_plugin_facts`); ``root``, ``run``, ``machine``, ``cores`` and
     ``memory_bytes`` replace the real /, command runner, ``platform.machine()``, CPU
     affinity and ``psutil`` memory total (for tests). Never raises."""
-    model, flags = _safe(lambda: _cpuinfo(root), ("", []))
+    model, flags = _safe(lambda: _cpuinfo(root), _NO_CPUINFO)
     host_cores = cores if cores is not None else _safe(_host_cores, 1)
     host_mem = memory_bytes if memory_bytes is not None else _safe(_host_memory, 0)
-    quota, mem_limit = _safe(lambda: _cgroup_limits(root), (None, None))
+    quota, mem_limit = _safe(lambda: _cgroup_limits(root), _NO_LIMITS)
     eff_cores = host_cores if quota is None else max(1, min(host_cores, math.floor(quota)))
     eff_mem = host_mem if mem_limit is None else min(host_mem or mem_limit, mem_limit)
     board = _read(_sub(root, "/proc/device-tree/model")) or _read(

@@ -26,11 +26,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Names = Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)]
 
 
-class _Strict(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    pass
-
-
-class MatchSpec(_Strict):
+class MatchSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Conditions on :class:`HardwareFacts`; None means "not a condition"."""
 
     arch: Names | None = None
@@ -42,17 +38,17 @@ class MatchSpec(_Strict):
     min_memory_gb: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
-class OpenVinoPrefer(_Strict):
+class OpenVinoPrefer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     device: Annotated[str, msgspec.Meta(min_length=1)] = "CPU"
     performance_hint: Literal["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"] = "LATENCY"
 
 
-class LiteRTPrefer(_Strict):
+class LiteRTPrefer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     #: delegate library ("" = built-in CPU kernels / XNNPACK), e.g. "libedgetpu.so.1"
     delegate: str = ""
 
 
-class Prefer(_Strict):
+class Prefer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """How to run models on a matching box."""
 
     #: model format -> backend names, most preferred first
@@ -68,7 +64,7 @@ class Prefer(_Strict):
     litert: LiteRTPrefer = msgspec.field(default_factory=LiteRTPrefer)
 
 
-class Profile(_Strict):
+class Profile(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     description: str = ""
     match: MatchSpec = msgspec.field(default_factory=MatchSpec)

@@ -27,7 +27,7 @@ def hardware_report(facts: HardwareFacts, match: Match) -> dict[str, Any]:
     profile = match.profile
     flags = set(facts.cpu_flags)
     return {
-        "facts": msgspec.to_builtins(facts),
+        "facts": msgspec.to_builtins(facts, enc_hook=str),  # odd plugin values as text
         "notable_cpu_flags": [f for f in NOTABLE_FLAGS if f in flags],
         "profile": profile.name,
         "description": profile.description,
