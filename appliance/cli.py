@@ -109,6 +109,8 @@ def serve(ctx: click.Context, **cli: Any) -> None:
     _setup_logging(settings.log_level)
     sock = bind_socket(settings.host, settings.port)
     services = build_services(settings)
+    log.info("hardware profile %s (%s)", services.hardware.match.profile.name,
+             "; ".join(services.hardware.match.reasons[:1]))
     if settings.demo_models:
         added = seed_demo_models(services)
         if added:
@@ -119,6 +121,23 @@ def serve(ctx: click.Context, **cli: Any) -> None:
     config = uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False,
                             log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+@main.command()
+@json_option
+@click.option("--profile", default=None, help="Use this profile instead of the best match.")
+@click.pass_context
+@handle_errors
+def hardware(ctx: click.Context, as_json: bool, profile: str | None) -> None:
+    """Show the hardware facts, the matched profile and why."""
+    from .hardware import format_report
+    from .plugins import get_plugin_manager
+    from .services import discover_hardware
+
+    logging.basicConfig(level="ERROR")
+    settings = _settings(ctx, profile=profile)
+    report = discover_hardware(settings, get_plugin_manager()).report()
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 @main.group()
@@ -133,16 +152,32 @@ def _open_registry(ctx: click.Context, data_dir: Path | None) -> Any:
     return Registry(settings.data_dir)
 
 
+def _variant(value: str) -> tuple[str, Path]:
+    precision, sep, path = value.partition("=")
+    if not sep or not precision or not path:
+        raise click.BadParameter(f"{value!r}: write PRECISION=PATH, e.g. int8=model.int8.onnx")
+    return precision, Path(path)
+
+
 @models.command("add")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Model name.")
 @click.option("--version", default=None, help="Version (default: next number).")
+@click.option("--precision", default="fp32", show_default=True,
+              help="Precision of PATH (fp32, fp16, bf16, int8, int4).")
+@click.option("--variant", "variants", multiple=True,
+              help="Another variant of this version, PRECISION=PATH (repeatable); the "
+                   "hardware profile picks which one serves.")
+@click.option("--backend", default=None,
+              help="Pin a backend (e.g. onnxruntime-cuda); the profile's gpu_fallback "
+                   "decides what happens on a box without it.")
 @click.option("--by", "created_by", default=None, help="Who adds it (default: $USER).")
 @data_dir_option
 @json_option
 @click.pass_context
 @handle_errors
 def models_add(ctx: click.Context, path: Path, name: str, version: str | None,
+               precision: str, variants: tuple[str, ...], backend: str | None,
                created_by: str | None, data_dir: Path | None, as_json: bool) -> None:
     """Check that PATH loads, store it and record it as a new version."""
     from .plugins import get_plugin_manager
@@ -150,11 +185,13 @@ def models_add(ctx: click.Context, path: Path, name: str, version: str | None,
     from .runtime.importer import import_model
 
     logging.basicConfig(level="WARNING")
+    parsed = [_variant(v) for v in variants]
     registry = _open_registry(ctx, data_dir)
     try:
         by = created_by or os.environ.get("USER") or "cli"
         record = import_model(registry, BackendCatalog(get_plugin_manager()), path, name=name,
-                              version=version, created_by=by)
+                              version=version, created_by=by, precision=precision,
+                              variants=parsed, backend=backend)
     finally:
         registry.close()
     if as_json:
@@ -207,8 +244,11 @@ def models_show(ctx: click.Context, name: str, data_dir: Path | None, as_json: b
         return
     click.echo(f"{record.name} (created {record.created_at} by {record.created_by})")
     for v in record.versions:
-        click.echo(f"  version {v.version}: {v.format}, stage {v.stage}, added {v.created_at} "
-                   f"by {v.created_by}")
+        click.echo(f"  version {v.version}: {v.format} {v.precision}, stage {v.stage}, added "
+                   f"{v.created_at} by {v.created_by}"
+                   + (f", pinned to {v.backend}" if v.backend else ""))
+        for var in v.variants:
+            click.echo(f"    variant {var.precision}: {var.format} {var.primary_file}")
         for s in v.inputs:
             click.echo(f"    input  {s.name}: {s.datatype} {list(s.shape)}")
         for s in v.outputs:

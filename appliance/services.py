@@ -9,16 +9,43 @@ from typing import Any
 import pluggy
 
 from .dataplane import DataPlane
+from .hardware import (
+    HardwareFacts,
+    Match,
+    collect_plugin_facts,
+    discover,
+    hardware_report,
+    load_profiles,
+    match_profile,
+)
 from .plugins import get_plugin_manager
 from .registry import Registry
 from .runtime.catalog import BackendCatalog
 from .runtime.importer import import_model
+from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEMO_ACTOR = "appliance-demo-seed"
+
+
+@dataclass
+class Hardware:
+    facts: HardwareFacts
+    match: Match
+
+    def report(self) -> dict[str, Any]:
+        return hardware_report(self.facts, self.match)
+
+
+def discover_hardware(settings: Settings, pm: pluggy.PluginManager) -> Hardware:
+    """Facts (with what plugins see) and the matching profile; a broken explicit profile
+    is a ConfigError, a broken bundled one is skipped with a warning."""
+    facts = discover(collect_plugin_facts(pm))
+    profiles = load_profiles(strict_paths=settings.profile_dirs)
+    return Hardware(facts, match_profile(facts, profiles, override=settings.profile))
 
 
 @dataclass
@@ -29,6 +56,7 @@ class Services:
     catalog: BackendCatalog
     repository: ModelRepository
     dataplane: DataPlane
+    hardware: Hardware
 
     def close(self) -> None:
         self.repository.close()
@@ -36,19 +64,24 @@ class Services:
 
 
 def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None,
-                   prefer: dict[str, list[str]] | None = None,
-                   backend_options: dict[str, dict[str, Any]] | None = None) -> Services:
-    """Open the registry and plugins; nothing is loaded yet (see :func:`load_models`)."""
+                   hardware: Hardware | None = None) -> Services:
+    """Discover the box, open the registry and plugins; nothing is loaded yet (see
+    :func:`load_models`)."""
     pm = pm or get_plugin_manager()
+    hardware = hardware or discover_hardware(settings, pm)
+    placement = placement_for(hardware.match, hardware.facts, settings.data_dir)
+    for line in hardware.match.reasons:
+        log.info("hardware: %s", line)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry(settings.data_dir)
     registry.store.clean_staging()
-    catalog = BackendCatalog(pm, prefer)
+    catalog = BackendCatalog(pm, placement.prefer, profile=hardware.match.profile)
     repository = ModelRepository(registry, catalog,
                                  inline_threshold_us=settings.inline_threshold_us,
-                                 backend_options=backend_options)
+                                 placement=placement)
     pm.hook.appliance_startup(settings=settings, registry=registry)
-    return Services(settings, pm, registry, catalog, repository, DataPlane(repository))
+    return Services(settings, pm, registry, catalog, repository, DataPlane(repository),
+                    hardware)
 
 
 def seed_demo_models(services: Services) -> list[str]:

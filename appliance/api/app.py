@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 
 from .. import __version__
 from ..services import Services, load_models
+from .admin import HardwareController
 from .errors import EXCEPTION_HANDLERS
 from .v2 import ModelController, ServerController
 
@@ -41,7 +42,7 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Litest
             services.close()
 
     return Litestar(
-        route_handlers=[ServerController, ModelController],
+        route_handlers=[ServerController, ModelController, HardwareController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=services.settings.max_body_bytes,

@@ -6,6 +6,7 @@ alphabetically; a profile without conditions is a generic fallback."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,9 @@ from .facts import HardwareFacts
 log = logging.getLogger(__name__)
 
 #: the profiles shipped with the appliance
-BUNDLED_PROFILE_DIR = Path(__file__).resolve().parents[2] / "hardware_profiles"
+#: (APPLIANCE_PROFILES_DIR moves them, e.g. in a container image)
+BUNDLED_PROFILE_DIR = Path(os.environ.get("APPLIANCE_PROFILES_DIR") or
+                           Path(__file__).resolve().parents[2] / "hardware_profiles")
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int4"]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Names = Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)]
@@ -59,6 +62,9 @@ class Prefer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     threads: NonNegative = 0
     instances: Annotated[int, msgspec.Meta(ge=1)] = 1
     gpu_mem_limit_mb: NonNegative = 0
+    #: a model pinned to a GPU backend on a box without one: run it on the CPU backends
+    #: for its format (logged, shown in its metadata) or refuse to load it
+    gpu_fallback: Literal["cpu", "refuse"] = "cpu"
     model_memory_cap_mb: NonNegative = 0
     openvino: OpenVinoPrefer = msgspec.field(default_factory=OpenVinoPrefer)
     litert: LiteRTPrefer = msgspec.field(default_factory=LiteRTPrefer)

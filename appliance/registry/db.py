@@ -31,8 +31,17 @@ def _m001_models_and_versions(db: sqlite_utils.Database) -> None:
                          "version": str, "detail": str}, pk="id")
 
 
+def _m002_variants_and_backend_pin(db: sqlite_utils.Database) -> None:
+    # precision of the main files; more variants (other precisions or formats) as JSON
+    db.execute("ALTER TABLE versions ADD COLUMN precision TEXT NOT NULL DEFAULT 'fp32'")
+    db.execute("ALTER TABLE versions ADD COLUMN variants TEXT NOT NULL DEFAULT '[]'")
+    # a backend the version must run on (e.g. onnxruntime-cuda), or NULL for the profile's
+    db.execute("ALTER TABLE versions ADD COLUMN backend TEXT")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "models, versions, events", _m001_models_and_versions),
+    (2, "variants and backend pin", _m002_variants_and_backend_pin),
 ]
 
 

@@ -28,6 +28,21 @@ def check_name(kind: str, value: str) -> str:
 
 
 @dataclass
+class Variant:
+    """One set of files of a version: a precision and format the profile can pick."""
+
+    precision: str
+    format: str
+    primary_file: str
+    digest: str
+    files: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "format": self.format,
+                "primary_file": self.primary_file, "digest": self.digest, "files": self.files}
+
+
+@dataclass
 class VersionRecord:
     model: str
     version: str
@@ -41,6 +56,14 @@ class VersionRecord:
     created_at: str
     created_by: str
     source: str
+    precision: str = "fp32"
+    variants: list[Variant] = field(default_factory=list)
+    backend: str | None = None
+
+    def all_variants(self) -> list[Variant]:
+        """The main files as a variant, then the extra variants."""
+        main = Variant(self.precision, self.format, self.primary_file, self.digest, self.files)
+        return [main, *self.variants]
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "format": self.format,
@@ -48,7 +71,9 @@ class VersionRecord:
                 "inputs": [s.to_dict() for s in self.inputs],
                 "outputs": [s.to_dict() for s in self.outputs], "digest": self.digest,
                 "stage": self.stage, "created_at": self.created_at,
-                "created_by": self.created_by, "source": self.source}
+                "created_by": self.created_by, "source": self.source,
+                "precision": self.precision, "backend": self.backend,
+                "variants": [v.to_dict() for v in self.variants]}
 
 
 @dataclass
@@ -75,7 +100,8 @@ def _row_to_version(row: dict[str, Any]) -> VersionRecord:
         inputs=specs_from_dicts(json.loads(row["inputs"])),
         outputs=specs_from_dicts(json.loads(row["outputs"])), digest=row["digest"],
         stage=row["stage"], created_at=row["created_at"], created_by=row["created_by"],
-        source=row["source"] or "")
+        source=row["source"] or "", precision=row["precision"],
+        variants=[Variant(**v) for v in json.loads(row["variants"])], backend=row["backend"])
 
 
 class Registry:
@@ -89,7 +115,7 @@ class Registry:
     def close(self) -> None:
         self.db.conn.close()
 
-    def artifact_path(self, record: VersionRecord) -> Path:
+    def artifact_path(self, record: VersionRecord | Variant) -> Path:
         return self.store.path_for(record.digest) / record.primary_file
 
     def next_version(self, model: str) -> str:
@@ -100,7 +126,9 @@ class Registry:
     def record_version(self, *, model: str, version: str, fmt: str, primary_file: str,
                        files: list[StoredFile], digest: str, inputs: list[TensorSpec],
                        outputs: list[TensorSpec], created_by: str, source: str,
-                       stage: str = "registered") -> VersionRecord:
+                       stage: str = "registered", precision: str = "fp32",
+                       variants: list[Variant] | None = None,
+                       backend: str | None = None) -> VersionRecord:
         """Insert the model (if new) and the version in one transaction."""
         at = now()
         with transaction(self.db):
@@ -113,12 +141,13 @@ class Registry:
                             "description) VALUES (?, ?, ?, '')", [model, at, created_by])
             self.db.execute(
                 "INSERT INTO versions (model, version, format, primary_file, files, inputs, "
-                "outputs, artifact, digest, stage, created_at, created_by, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "outputs, artifact, digest, stage, created_at, created_by, source, precision, "
+                "variants, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [model, version, fmt, primary_file, json.dumps([f.to_dict() for f in files]),
                  json.dumps([s.to_dict() for s in inputs]),
                  json.dumps([s.to_dict() for s in outputs]), f"sha256/{digest}", digest, stage,
-                 at, created_by, source])
+                 at, created_by, source, precision,
+                 json.dumps([v.to_dict() for v in variants or []]), backend])
             self.db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
                             "VALUES (?, ?, 'add', ?, ?, ?)",
                             [at, created_by, model, version, json.dumps({"source": source})])

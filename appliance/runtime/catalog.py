@@ -29,8 +29,9 @@ DEFAULT_PREFER: dict[str, list[str]] = {
 
 class BackendCatalog:
     def __init__(self, pm: pluggy.PluginManager,
-                 prefer: Mapping[str, list[str]] | None = None) -> None:
+                 prefer: Mapping[str, list[str]] | None = None, profile: Any = None) -> None:
         self.pm = pm
+        self.profile = profile
         self.backends: list[Backend] = installed_backends(pm)
         self.prefer = {**DEFAULT_PREFER, **dict(prefer or {})}
         self._availability: dict[str, Any] = {}
@@ -48,6 +49,9 @@ class BackendCatalog:
                      "available" if result.available else "unavailable",
                      f" ({result.reason})" if result.reason else "")
         return self._availability[backend.name]
+
+    def by_name(self, name: str) -> Backend | None:
+        return next((b for b in self.backends if b.name == name), None)
 
     def formats(self) -> dict[str, list[str]]:
         """format -> names of installed backends that claim it."""
@@ -78,7 +82,7 @@ class BackendCatalog:
         """The chosen backend first, then the other candidates as fallbacks."""
         candidates = self.candidates(fmt)
         chosen = self.pm.hook.appliance_select_backend(
-            model_format=fmt, candidates=candidates, profile=profile)
+            model_format=fmt, candidates=candidates, profile=profile or self.profile)
         if chosen is not None:
             return [chosen] + [b for b in candidates if b is not chosen]
         if chosen is None:

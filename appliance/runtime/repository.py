@@ -11,12 +11,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backend import LoadedModel, ModelSource
-from ..errors import ApplianceError, NotFound, ServiceUnavailable
+from ..backend import Backend, LoadedModel, ModelSource
+from ..errors import ApplianceError, InvalidModelFile, NotFound, ServiceUnavailable
 from ..registry import Registry, VersionRecord
 from ..registry.models import _version_key
 from ..signature import TensorSpec
 from .catalog import BackendCatalog
+from .placement import Placement, variant_order
 from .warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class ServedVersion:
     model: LoadedModel | None = None
     backend: str = ""
     inline: bool = False
+    variant: str = ""
+    notes: list[str] = field(default_factory=list)
     warmup: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, TensorSpec] = field(default_factory=dict)
     outputs: dict[str, TensorSpec] = field(default_factory=dict)
@@ -40,7 +43,9 @@ class ServedVersion:
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"state": self.state, "backend": self.backend,
-                                "inline": self.inline}
+                                "variant": self.variant, "inline": self.inline}
+        if self.notes:
+            info["notes"] = self.notes
         if self.reason:
             info["reason"] = self.reason
         if self.model is not None:
@@ -52,13 +57,11 @@ class ServedVersion:
 
 class ModelRepository:
     def __init__(self, registry: Registry, catalog: BackendCatalog, *,
-                 inline_threshold_us: int = 500, profile: Any = None,
-                 backend_options: dict[str, dict[str, Any]] | None = None) -> None:
+                 inline_threshold_us: int = 500, placement: Placement | None = None) -> None:
         self.registry = registry
         self.catalog = catalog
         self.inline_threshold_us = inline_threshold_us
-        self.profile = profile
-        self.backend_options = backend_options or {}
+        self.placement = placement or Placement()
         self._models: dict[str, dict[str, ServedVersion]] = {}
         self._lock = threading.Lock()
 
@@ -73,9 +76,7 @@ class ModelRepository:
         with self._lock:
             self._models.setdefault(record.model, {})[record.version] = served
         try:
-            source = ModelSource(self.registry.artifact_path(record), record.format)
-            backend, model = self.catalog.load(source, profile=self.profile,
-                                               options=self.backend_options)
+            backend, model = self._load_best_variant(served)
             served.backend = backend.name
             served.warmup = warm_up(model)
             served.model = model
@@ -91,6 +92,52 @@ class ModelRepository:
             log.error("model %s version %s failed to load: %s", record.model, record.version,
                       served.reason)
         return served
+
+    def _load_best_variant(self, served: ServedVersion) -> tuple[Backend, LoadedModel]:
+        """Try the version's variants in the profile's precision order; the first that
+        loads serves. Every skipped variant is logged and noted in the metadata."""
+        record = served.record
+        variants = {v.precision: v for v in record.all_variants()}
+        order = variant_order(list(variants), self.placement.precision)
+        errors: list[str] = []
+        for precision in order:
+            variant = variants[precision]
+            source = ModelSource(self.registry.artifact_path(variant), variant.format)
+            try:
+                backend, model = self._load_variant(served, source)
+            except InvalidModelFile as exc:
+                errors.append(f"{precision} ({variant.format}): {exc.message}")
+                log.warning("%s version %s: variant %s did not load: %s", record.model,
+                            record.version, precision, exc.message)
+                continue
+            served.variant = f"{precision}/{variant.format}"
+            if precision != self.placement.precision[0]:
+                note = (f"serving variant {precision}: profile {self.placement.profile} "
+                        f"prefers {', '.join(self.placement.precision)}")
+                served.notes.append(note + (f"; skipped: {'; '.join(errors)}" if errors else ""))
+                log.info("%s version %s: %s", record.model, record.version, served.notes[-1])
+            return backend, model
+        raise InvalidModelFile("no variant loads: " + "; ".join(errors))
+
+    def _load_variant(self, served: ServedVersion,
+                      source: ModelSource) -> tuple[Backend, LoadedModel]:
+        pin = served.record.backend
+        options = self.placement.options
+        if pin:
+            backend = self.catalog.by_name(pin)
+            if backend is not None and source.format in backend.formats:
+                availability = self.catalog.availability(backend)
+                if availability.available:
+                    return backend, backend.load(source, options=options.get(pin, {}))
+                why = f"backend {pin} is unavailable here: {availability.reason}"
+                if self.placement.gpu_fallback != "cpu":
+                    raise InvalidModelFile(
+                        f"{why}; profile {self.placement.profile} refuses to fall back "
+                        "(gpu_fallback = 'refuse')")
+                served.notes.append(f"{why}; falling back per profile {self.placement.profile}")
+                log.warning("%s version %s: %s", served.record.model, served.record.version,
+                            served.notes[-1])
+        return self.catalog.load(source, options=options)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,16 @@
+"""Admin API under ``/v1``: what the box is and what it serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get
+
+
+class HardwareController(Controller):
+    path = "/v1/hardware"
+    tags = ["admin"]
+
+    @get("/", summary="Hardware facts, the matched profile and why")
+    async def hardware(self, request: Request) -> dict[str, Any]:
+        return request.app.state.services.hardware.report()  # type: ignore[no-any-return]
