@@ -31,8 +31,6 @@ class Settings(msgspec.Struct, kw_only=True):
     profile_dirs: list[Path] = msgspec.field(default_factory=list)
     #: predict inline on the event loop when a model's warm-up latency is below this
     inline_threshold_us: int = 500
-    #: seconds a model may take to load before it is marked failed
-    load_timeout_s: float = 120.0
     log_level: str = "info"
 
     @property

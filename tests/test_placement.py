@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import appliance_onnxruntime
 import httpx
 import pytest
 from conftest import serve
 from models import scale_model
 
-import appliance_onnxruntime
 from appliance.hardware import discover, load_profile, match_profile
 from appliance.plugins import get_plugin_manager
 from appliance.runtime.importer import import_model

@@ -48,4 +48,5 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Litest
         request_max_body_size=services.settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="appliance", version=__version__, path="/schema"),
         debug=False,
+        logging_config=None,  # the CLI configures logging; keep one format
     )

@@ -111,7 +111,7 @@ class ModelRepository:
                             record.version, precision, exc.message)
                 continue
             served.variant = f"{precision}/{variant.format}"
-            if precision != self.placement.precision[0]:
+            if errors or (len(variants) > 1 and precision != self.placement.precision[0]):
                 note = (f"serving variant {precision}: profile {self.placement.profile} "
                         f"prefers {', '.join(self.placement.precision)}")
                 served.notes.append(note + (f"; skipped: {'; '.join(errors)}" if errors else ""))
