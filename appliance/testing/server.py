@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from ..cli import bind_socket
+from ..listen import bind_socket
 
 
 class ServerThread:

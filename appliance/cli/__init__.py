@@ -1,0 +1,78 @@
+"""The ``appliance`` command.
+
+Exit codes: 0 success, 1 the appliance refused or failed (the message says why and what
+to do), 2 bad usage. ``--json`` prints machine-readable output, errors included.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ApplianceError
+from ..settings import Settings, load_settings
+
+log = logging.getLogger("appliance")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def settings_from(ctx: click.Context, **cli: Any) -> Settings:
+    config = ctx.obj.get("config") if ctx.obj else None
+    return load_settings(cli, config=config)
+
+
+def _fail(message: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": message}))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ApplianceError into a clear message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApplianceError as exc:
+            _fail(exc.message, bool(kwargs.get("as_json")))
+
+    return wrapper
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Data directory (registry, artifacts, keys). Env: APPLIANCE_DATA_DIR. Default ./var")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              envvar="APPLIANCE_CONFIG", help="TOML settings file. Env: APPLIANCE_CONFIG.")
+@click.version_option(package_name="appliance")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """A model-serving appliance speaking the Open Inference Protocol v2."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+def _register_commands() -> None:
+    # imported for their @main.command side effects
+    from . import hardware, models, serve  # noqa: F401
+
+
+_register_commands()

@@ -1,0 +1,44 @@
+"""`appliance serve`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..listen import bind_socket
+from . import data_dir_option, handle_errors, log, main, settings_from, setup_logging
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind. Default 127.0.0.1.")
+@click.option("--port", type=int, default=None, help="Port. Default 8000.")
+@data_dir_option
+@click.option("--demo/--no-demo", "demo_models", default=None,
+              help="Register the demo models when the registry is empty (default on).")
+@click.option("--profile", default=None, help="Hardware profile name to use.")
+@click.pass_context
+@handle_errors
+def serve(ctx: click.Context, **cli: Any) -> None:
+    """Serve the registered models over REST (Open Inference Protocol v2)."""
+    import uvicorn
+
+    from ..api import create_app
+    from ..services import build_services, seed_demo_models
+
+    settings = settings_from(ctx, **cli)
+    setup_logging(settings.log_level)
+    sock = bind_socket(settings.host, settings.port)
+    services = build_services(settings)
+    log.info("hardware profile %s (%s)", services.hardware.match.profile.name,
+             "; ".join(services.hardware.match.reasons[:1]))
+    if settings.demo_models:
+        added = seed_demo_models(services)
+        if added:
+            log.info("registered demo models: %s", ", ".join(added))
+    app = create_app(services)
+    log.info("serving on http://%s:%d (data dir %s)", settings.host, sock.getsockname()[1],
+             settings.data_dir.resolve())
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False,
+                            log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
