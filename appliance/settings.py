@@ -17,6 +17,12 @@ import msgspec
 from .errors import ConfigError
 
 
+class FreezeWindow(msgspec.Struct, kw_only=True):
+    start: str
+    end: str
+    reason: str = ""
+
+
 class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -32,6 +38,14 @@ class Settings(msgspec.Struct, kw_only=True):
     #: predict inline on the event loop when a model's warm-up latency is below this
     inline_threshold_us: int = 500
     log_level: str = "info"
+    #: distinct approvers a version tagged impact=high needs before production
+    approvals_required: int = 2
+    #: no promotion to production inside these windows (ISO 8601 start/end, reason)
+    freeze_windows: list[FreezeWindow] = msgspec.field(default_factory=list)
+    #: seconds between the server's checks for registry changes made by other processes
+    registry_poll_s: float = 1.0
+    #: seconds a model may take to load and warm up before it is marked failed
+    load_timeout_s: float = 120.0
 
     @property
     def registry_path(self) -> Path:

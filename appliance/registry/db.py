@@ -39,10 +39,54 @@ def _m002_variants_and_backend_pin(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE versions ADD COLUMN backend TEXT")
 
 
+def _m003_lifecycle(db: sqlite_utils.Database) -> None:
+    """Packages, stages, approvals, consumers, holds, retention, deprecation, notices."""
+    for column, decl in [
+        ("manifest", "TEXT NOT NULL DEFAULT '{}'"),     # package manifest (lineage, tags, ...)
+        ("package_digest", "TEXT"),                     # sha256 of the manifest as pushed
+        ("stage_changed_at", "TEXT"),
+        ("failure_reason", "TEXT"),
+        ("deprecation_date", "TEXT"), ("sunset_date", "TEXT"), ("successor", "TEXT"),
+    ]:
+        db.execute(f"ALTER TABLE versions ADD COLUMN {column} {decl}")
+    db["stage_history"].create({"id": int, "model": str, "version": str, "from_stage": str,
+                                "to_stage": str, "at": str, "actor": str, "reason": str},
+                               pk="id")
+    db["stage_history"].create_index(["model", "version"])
+    db["approvals"].create({"id": int, "model": str, "version": str, "approver": str,
+                            "at": str, "reason": str}, pk="id")
+    db["approvals"].create_index(["model", "version", "approver"], unique=True)
+    db["consumers"].create({"id": int, "name": str, "model": str, "reads": str,
+                            "contact": str, "webhook": str, "created_at": str}, pk="id")
+    db["consumers"].create_index(["name", "model"], unique=True)
+    db["holds"].create({"id": int, "model": str, "version": str, "holder": str, "reason": str,
+                        "at": str, "released_at": str, "released_by": str}, pk="id")
+    db["retention_policies"].create({"id": int, "scope": str, "target": str,
+                                     "keep_deprecated": int, "delete_archived_after_days": int,
+                                     "created_at": str}, pk="id")
+    db["retention_policies"].create_index(["scope", "target"], unique=True)
+    db["notices"].create({"id": int, "consumer": str, "model": str, "version": str,
+                          "kind": str, "at": str, "detail": str, "delivered": int}, pk="id")
+    # one row, bumped by every write that changes what should be served; the server polls it
+    db["registry_state"].create({"id": int, "generation": int}, pk="id")
+    db.execute("INSERT INTO registry_state (id, generation) VALUES (1, 0)")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "models, versions, events", _m001_models_and_versions),
     (2, "variants and backend pin", _m002_variants_and_backend_pin),
+    (3, "lifecycle: packages, stages, approvals, consumers, holds, retention", _m003_lifecycle),
 ]
+
+
+def bump_generation(db: sqlite_utils.Database) -> None:
+    """Call inside a write transaction that changes what should be served."""
+    db.execute("UPDATE registry_state SET generation = generation + 1 WHERE id = 1")
+
+
+def generation(db: sqlite_utils.Database) -> int:
+    row = db.execute("SELECT generation FROM registry_state WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import BadRequest, Conflict, NotFound
 from ..signature import TensorSpec, specs_from_dicts
-from .db import now, open_database, transaction
+from .db import bump_generation, now, open_database, transaction
 from .store import ArtifactStore, StoredFile
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -59,6 +59,13 @@ class VersionRecord:
     precision: str = "fp32"
     variants: list[Variant] = field(default_factory=list)
     backend: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    package_digest: str | None = None
+    stage_changed_at: str | None = None
+    failure_reason: str | None = None
+    deprecation_date: str | None = None
+    sunset_date: str | None = None
+    successor: str | None = None
 
     def all_variants(self) -> list[Variant]:
         """The main files as a variant, then the extra variants."""
@@ -73,7 +80,12 @@ class VersionRecord:
                 "stage": self.stage, "created_at": self.created_at,
                 "created_by": self.created_by, "source": self.source,
                 "precision": self.precision, "backend": self.backend,
-                "variants": [v.to_dict() for v in self.variants]}
+                "variants": [v.to_dict() for v in self.variants], "manifest": self.manifest,
+                "package_digest": self.package_digest,
+                "stage_changed_at": self.stage_changed_at,
+                "failure_reason": self.failure_reason,
+                "deprecation_date": self.deprecation_date, "sunset_date": self.sunset_date,
+                "successor": self.successor}
 
 
 @dataclass
@@ -101,7 +113,11 @@ def _row_to_version(row: dict[str, Any]) -> VersionRecord:
         outputs=specs_from_dicts(json.loads(row["outputs"])), digest=row["digest"],
         stage=row["stage"], created_at=row["created_at"], created_by=row["created_by"],
         source=row["source"] or "", precision=row["precision"],
-        variants=[Variant(**v) for v in json.loads(row["variants"])], backend=row["backend"])
+        variants=[Variant(**v) for v in json.loads(row["variants"])], backend=row["backend"],
+        manifest=json.loads(row["manifest"] or "{}"), package_digest=row["package_digest"],
+        stage_changed_at=row["stage_changed_at"], failure_reason=row["failure_reason"],
+        deprecation_date=row["deprecation_date"], sunset_date=row["sunset_date"],
+        successor=row["successor"])
 
 
 class Registry:
@@ -128,7 +144,8 @@ class Registry:
                        outputs: list[TensorSpec], created_by: str, source: str,
                        stage: str = "registered", precision: str = "fp32",
                        variants: list[Variant] | None = None,
-                       backend: str | None = None) -> VersionRecord:
+                       backend: str | None = None, manifest: dict[str, Any] | None = None,
+                       package_digest: str | None = None) -> VersionRecord:
         """Insert the model (if new) and the version in one transaction."""
         at = now()
         with transaction(self.db):
@@ -151,6 +168,13 @@ class Registry:
             self.db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
                             "VALUES (?, ?, 'add', ?, ?, ?)",
                             [at, created_by, model, version, json.dumps({"source": source})])
+            self.db.execute("UPDATE versions SET manifest = ?, package_digest = ?, "
+                            "stage_changed_at = ? WHERE model = ? AND version = ?",
+                            [json.dumps(manifest or {}), package_digest, at, model, version])
+            self.db.execute("INSERT INTO stage_history (model, version, from_stage, to_stage, "
+                            "at, actor, reason) VALUES (?, ?, NULL, ?, ?, ?, 'added')",
+                            [model, version, stage, at, created_by])
+            bump_generation(self.db)
         return self.version(model, version)
 
     def versions(self, model: str | None = None) -> list[VersionRecord]:

@@ -7,8 +7,6 @@ for any batch size and a numpy reference of what the model computes. Every ``tes
 method of the base class then runs against that case::
 
     # tests/test_conformance.py of a plugin "appliance-toy" with a backend for ".toy" files
-    from pathlib import Path
-
     import numpy as np
     import pytest
     from appliance_toy import ToyBackend, write_toy_doubler

@@ -1,0 +1,2 @@
+"""Model lifecycle: stages and promotion gates, rollback, consumers, lineage, holds,
+retention, deprecation, scheduled promotions."""
