@@ -20,7 +20,8 @@ from .protocol.codec import (
     requested_outputs,
 )
 from .protocol.types import InferenceRequest, RequestInput
-from .runtime.repository import ModelRepository, ServedVersion
+from .runtime.loading import ServedVersion
+from .runtime.repository import ModelRepository
 from .validation import validate_inputs, validate_outputs
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -90,8 +91,12 @@ class DataPlane:
             outputs = await anyio.to_thread.run_sync(model.predict, arrays)
         if names is not None:
             outputs = {n: outputs[n] for n in names}
-        return encode_response(name, served.record.version, outputs, request_id=request.id,
-                               parameters=request.parameters, binary_outputs=binary)
+        body, headers = encode_response(name, served.record.version, outputs,
+                                        request_id=request.id, parameters=request.parameters,
+                                        binary_outputs=binary)
+        if served.headers:
+            headers.update(served.headers)
+        return body, headers
 
 
 def _raw_binary_request(served: ServedVersion, body: bytes

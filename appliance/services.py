@@ -24,6 +24,7 @@ from .runtime.catalog import BackendCatalog
 from .runtime.importer import import_model
 from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
+from .runtime.watcher import RegistryWatcher
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,13 @@ class Services:
     dataplane: DataPlane
     hardware: Hardware
 
+    watcher: RegistryWatcher | None = None
+
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.repository.close()
+        self.repository.registry.close()
         self.registry.close()
 
 
@@ -76,9 +82,11 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     registry = Registry(settings.data_dir)
     registry.store.clean_staging()
     catalog = BackendCatalog(pm, placement.prefer, profile=hardware.match.profile)
-    repository = ModelRepository(registry, catalog,
+    # the runtime reads the registry from loader and watcher threads: its own connection
+    repository = ModelRepository(Registry(settings.data_dir), catalog,
                                  inline_threshold_us=settings.inline_threshold_us,
-                                 placement=placement)
+                                 placement=placement, load_timeout_s=settings.load_timeout_s,
+                                 headers_for=_deprecation_headers())
     pm.hook.appliance_startup(settings=settings, registry=registry)
     return Services(settings, pm, registry, catalog, repository, DataPlane(repository),
                     hardware)
@@ -101,7 +109,20 @@ def seed_demo_models(services: Services) -> list[str]:
     return added
 
 
-def load_models(services: Services) -> None:
-    """Load every registered version (failures are isolated), then mark ready."""
+def load_models(services: Services, *, watch: bool = True) -> None:
+    """Load every version in a serving stage (failures are isolated), mark the server
+    ready, then watch the registry for changes made by other processes."""
     services.repository.load_all()
     services.dataplane.started = True
+    if watch and services.watcher is None:
+        services.watcher = RegistryWatcher(services.settings.registry_path, services.repository,
+                                           services.settings.registry_poll_s)
+        services.watcher.start()
+
+
+def _deprecation_headers() -> Any:
+    try:
+        from .lifecycle.deprecation import deprecation_headers
+    except ImportError:  # pragma: no cover - the lifecycle module ships with the appliance
+        return None
+    return deprecation_headers

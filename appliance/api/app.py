@@ -18,6 +18,7 @@ from .. import __version__
 from ..services import Services, load_models
 from .admin import HardwareController
 from .errors import EXCEPTION_HANDLERS
+from .repository import RepositoryController
 from .v2 import ModelController, ServerController
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Litest
             services.close()
 
     return Litestar(
-        route_handlers=[ServerController, ModelController, HardwareController],
+        route_handlers=[ServerController, ModelController, RepositoryController,
+                        HardwareController],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=services.settings.max_body_bytes,

@@ -1,143 +1,220 @@
-"""What this process serves: each registered version, loaded (or failed, with why).
+"""What this process serves: every version in a serving stage, loaded (or failed, with
+why), and which version answers a request that names none.
 
-Loading one version never affects another: a failure marks only that version
-``failed`` with its reason, and the rest keep serving.
+Loading one version never affects another. A promotion loads and warms the new version
+first (:meth:`preload`); only then does :meth:`refresh` re-read the stages and switch the
+default route in one assignment, so requests see the old version or the new one, never
+neither.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from collections.abc import Callable
 
-from ..backend import Backend, LoadedModel, ModelSource
-from ..errors import ApplianceError, InvalidModelFile, NotFound, ServiceUnavailable
+from ..errors import ApplianceError, NotFound, ServiceUnavailable
+from ..lifecycle.stages import SERVING
 from ..registry import Registry, VersionRecord
 from ..registry.models import _version_key
-from ..signature import TensorSpec
 from .catalog import BackendCatalog
-from .placement import Placement, variant_order
+from .loading import ServedVersion, VersionLoader
+from .placement import Placement
 from .warmup import warm_up
 
 log = logging.getLogger(__name__)
 
+#: computes response headers for a version (deprecation); set by the lifecycle module
+HeadersFor = Callable[[VersionRecord], dict[str, str]]
 
-@dataclass
-class ServedVersion:
-    record: VersionRecord
-    state: str = "loading"  # loading | ready | failed | unloaded
-    reason: str = ""
-    model: LoadedModel | None = None
-    backend: str = ""
-    inline: bool = False
-    variant: str = ""
-    notes: list[str] = field(default_factory=list)
-    warmup: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, TensorSpec] = field(default_factory=dict)
-    outputs: dict[str, TensorSpec] = field(default_factory=dict)
 
-    @property
-    def ready(self) -> bool:
-        return self.state == "ready"
+def _reason(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, ApplianceError) else f"{type(exc).__name__}: {exc}"
 
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"state": self.state, "backend": self.backend,
-                                "variant": self.variant, "inline": self.inline}
-        if self.notes:
-            info["notes"] = self.notes
-        if self.reason:
-            info["reason"] = self.reason
-        if self.model is not None:
-            info.update(self.model.metadata())
-        if self.warmup:
-            info["warmup"] = self.warmup
-        return info
+
+def default_route(versions: dict[str, ServedVersion]) -> ServedVersion | None:
+    """production if ready; else the most recently demoted ready deprecated version (the
+    previous production, still safe); else the newest ready registered version."""
+    ready = [s for s in versions.values() if s.ready]
+    for stage in ("production", "deprecated", "registered"):
+        found = [s for s in ready if s.record.stage == stage]
+        if found:
+            key = ((lambda s: s.record.stage_changed_at or "") if stage == "deprecated"
+                   else (lambda s: _version_key(s.record.version)))
+            return max(found, key=key)  # type: ignore[arg-type]
+    return None
 
 
 class ModelRepository:
     def __init__(self, registry: Registry, catalog: BackendCatalog, *,
-                 inline_threshold_us: int = 500, placement: Placement | None = None) -> None:
+                 inline_threshold_us: int = 500, placement: Placement | None = None,
+                 load_timeout_s: float = 120.0, load_attempts: int = 3,
+                 headers_for: HeadersFor | None = None) -> None:
         self.registry = registry
         self.catalog = catalog
-        self.inline_threshold_us = inline_threshold_us
         self.placement = placement or Placement()
+        self.loader = VersionLoader(registry, catalog, self.placement)
+        self.inline_threshold_us = inline_threshold_us
+        self.load_timeout_s = load_timeout_s
+        self.load_attempts = load_attempts
+        self.headers_for = headers_for or (lambda record: {})
         self._models: dict[str, dict[str, ServedVersion]] = {}
-        self._lock = threading.Lock()
+        self._routes: dict[str, ServedVersion] = {}
+        self._lock = threading.RLock()
+        self._refresh_lock = threading.Lock()  # the watcher and the admin API both refresh
 
     # -- loading ---------------------------------------------------------------------
     def load_all(self) -> list[ServedVersion]:
-        """Load every registered version; return them (check ``state`` for failures)."""
-        return [self.load(record) for record in self.registry.versions()]
+        """Load every version in a serving stage (failures are isolated)."""
+        loaded = [self.load(r) for r in self.registry.versions() if r.stage in SERVING]
+        self._reroute()
+        return loaded
 
     def load(self, record: VersionRecord) -> ServedVersion:
-        served = ServedVersion(record, inputs={s.name: s for s in record.inputs},
-                               outputs={s.name: s for s in record.outputs})
+        """Load, warm up and add one version; on failure it is kept as ``failed``."""
+        served = ServedVersion.for_record(record)
+        served.headers = self.headers_for(record)
         with self._lock:
             self._models.setdefault(record.model, {})[record.version] = served
         try:
-            backend, model = self._load_best_variant(served)
-            served.backend = backend.name
-            served.warmup = warm_up(model)
-            served.model = model
-            served.inline = served.warmup["median_us"] < self.inline_threshold_us
-            served.state = "ready"
-            log.info("loaded %s version %s on %s (warm-up %.0f us, %s)", record.model,
-                     record.version, backend.name, served.warmup["median_us"],
-                     "inline" if served.inline else "thread pool")
+            self._load_with_retries(served)
         except Exception as exc:
-            served.state = "failed"
-            served.reason = exc.message if isinstance(exc, ApplianceError) else (
-                f"{type(exc).__name__}: {exc}")
+            served.state, served.reason = "failed", _reason(exc)
             log.error("model %s version %s failed to load: %s", record.model, record.version,
                       served.reason)
         return served
 
-    def _load_best_variant(self, served: ServedVersion) -> tuple[Backend, LoadedModel]:
-        """Try the version's variants in the profile's precision order; the first that
-        loads serves. Every skipped variant is logged and noted in the metadata."""
-        record = served.record
-        variants = {v.precision: v for v in record.all_variants()}
-        order = variant_order(list(variants), self.placement.precision)
-        errors: list[str] = []
-        for precision in order:
-            variant = variants[precision]
-            source = ModelSource(self.registry.artifact_path(variant), variant.format)
+    def _load_with_retries(self, served: ServedVersion) -> None:
+        """Up to ``load_attempts`` tries with exponential backoff (0.5 s, 1 s, …), each
+        bounded by the load timeout."""
+        delay, last = 0.5, None
+        for attempt in range(1, self.load_attempts + 1):
             try:
-                backend, model = self._load_variant(served, source)
-            except InvalidModelFile as exc:
-                errors.append(f"{precision} ({variant.format}): {exc.message}")
-                log.warning("%s version %s: variant %s did not load: %s", record.model,
-                            record.version, precision, exc.message)
-                continue
-            served.variant = f"{precision}/{variant.format}"
-            if errors or (len(variants) > 1 and precision != self.placement.precision[0]):
-                note = (f"serving variant {precision}: profile {self.placement.profile} "
-                        f"prefers {', '.join(self.placement.precision)}")
-                served.notes.append(note + (f"; skipped: {'; '.join(errors)}" if errors else ""))
-                log.info("%s version %s: %s", record.model, record.version, served.notes[-1])
-            return backend, model
-        raise InvalidModelFile("no variant loads: " + "; ".join(errors))
+                self._load_once(served)
+                return
+            except ServiceUnavailable:  # timed out: retrying would time out again
+                raise
+            except ApplianceError as exc:
+                if exc.status < 500:  # a bad file stays bad: no retry
+                    raise
+                last = exc
+            except Exception as exc:  # runtime hiccup (out of memory, driver): retry
+                last = exc
+            log.warning("%s version %s: load attempt %d failed: %s; retrying in %.1f s",
+                        served.record.model, served.record.version, attempt, _reason(last),
+                        delay)
+            time.sleep(delay)
+            delay *= 2
+        assert last is not None
+        raise last
 
-    def _load_variant(self, served: ServedVersion,
-                      source: ModelSource) -> tuple[Backend, LoadedModel]:
-        pin = served.record.backend
-        options = self.placement.options
-        if pin:
-            backend = self.catalog.by_name(pin)
-            if backend is not None and source.format in backend.formats:
-                availability = self.catalog.availability(backend)
-                if availability.available:
-                    return backend, backend.load(source, options=options.get(pin, {}))
-                why = f"backend {pin} is unavailable here: {availability.reason}"
-                if self.placement.gpu_fallback != "cpu":
-                    raise InvalidModelFile(
-                        f"{why}; profile {self.placement.profile} refuses to fall back "
-                        "(gpu_fallback = 'refuse')")
-                served.notes.append(f"{why}; falling back per profile {self.placement.profile}")
-                log.warning("%s version %s: %s", served.record.model, served.record.version,
-                            served.notes[-1])
-        return self.catalog.load(source, options=options)
+    def _load_once(self, served: ServedVersion) -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load")
+        try:
+            future = pool.submit(self._load_and_warm, served)
+            try:
+                future.result(timeout=self.load_timeout_s)
+            except concurrent.futures.TimeoutError:
+                raise ServiceUnavailable(
+                    f"loading {served.record.model} version {served.record.version} took "
+                    f"longer than {self.load_timeout_s:g} s (load_timeout_s)") from None
+        finally:
+            pool.shutdown(wait=False)
+
+    def _load_and_warm(self, served: ServedVersion) -> None:
+        record = served.record
+        backend, model = self.loader.load(served)
+        try:
+            served.warmup = warm_up(model)
+        except Exception as exc:
+            model.close()
+            raise ServiceUnavailable(f"warm-up of {record.model} version {record.version} "
+                                     f"failed: {_reason(exc)}") from exc
+        served.backend, served.model = backend.name, model
+        served.inline = served.warmup["median_us"] < self.inline_threshold_us
+        served.state, served.reason = "ready", ""
+        log.info("loaded %s version %s on %s (warm-up %.0f us, %s)", record.model,
+                 record.version, backend.name, served.warmup["median_us"],
+                 "inline" if served.inline else "thread pool")
+
+    def preload(self, record: VersionRecord) -> None:
+        """Make ``record`` ready without routing default traffic to it; raise on failure."""
+        current = self._models.get(record.model, {}).get(record.version)
+        if current is not None and current.ready:
+            return
+        served = self.load(record)
+        if not served.ready:
+            raise ServiceUnavailable(f"{record.model} version {record.version} did not load: "
+                                     f"{served.reason}")
+
+    def refresh(self) -> None:
+        """Re-read the registry: pick up stage changes, load versions that entered a
+        serving stage, unload those that left, then switch routes in one step."""
+        with self._refresh_lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        records = {(r.model, r.version): r for r in self.registry.versions()}
+        with self._lock:
+            for name, versions in list(self._models.items()):
+                for version, served in list(versions.items()):
+                    record = records.get((name, version))
+                    if record is not None:
+                        served.record = record
+                        served.headers = self.headers_for(record)
+        for (name, version), record in records.items():
+            known = self._models.get(name, {}).get(version)
+            if record.stage in SERVING and (known is None or known.state == "unloaded"):
+                self.load(record)
+        self._reroute()
+        with self._lock:
+            for name, versions in list(self._models.items()):
+                for version, served in list(versions.items()):
+                    record = records.get((name, version))
+                    if record is None or record.stage not in SERVING:
+                        self._drop(name, version)
+
+    def _drop(self, name: str, version: str) -> None:
+        served = self._models[name].pop(version)
+        if not self._models[name]:
+            del self._models[name]
+        if served.model is not None:
+            served.model.close()
+        served.state = "unloaded"
+        log.info("unloaded %s version %s", name, version)
+
+    def _reroute(self) -> None:
+        with self._lock:
+            routes = {}
+            for name, versions in self._models.items():
+                chosen = default_route(versions)
+                if chosen is not None:
+                    routes[name] = chosen
+            self._routes = routes  # one assignment: readers see old or new, never half
+
+    # -- repository extension ---------------------------------------------------------
+    def unload_model(self, name: str) -> None:
+        for served in list(self.versions(name).values()):
+            if served.model is not None:
+                served.model.close()
+            served.model, served.state = None, "unloaded"
+            served.reason = "unloaded through the repository API"
+        self._reroute()
+
+    def load_model(self, name: str) -> list[ServedVersion]:
+        records = [r for r in self.registry.versions(name) if r.stage in SERVING]
+        if not records:
+            raise NotFound(f"model {name!r} has no version in a serving stage in the registry")
+        loaded = [self.load(r) for r in records
+                  if not (self._models.get(name, {}).get(r.version) or
+                          ServedVersion.for_record(r)).ready]
+        self._reroute()
+        return loaded
+
+    def index(self) -> list[ServedVersion]:
+        return [s for name in self.names() for s in self._models[name].values()]
 
     def close(self) -> None:
         with self._lock:
@@ -147,8 +224,9 @@ class ModelRepository:
                         served.model.close()
                     served.state = "unloaded"
             self._models.clear()
+            self._routes = {}
 
-    # -- lookup ----------------------------------------------------------------------
+    # -- lookup (hot path: dict reads only) ----------------------------------------------
     def names(self) -> list[str]:
         return sorted(self._models)
 
@@ -160,11 +238,11 @@ class ModelRepository:
             raise NotFound(f"unknown model {name!r}; models served here: {known}") from None
 
     def default_version(self, name: str) -> ServedVersion:
-        """The newest ready version (by number), else the newest of any state."""
+        route = self._routes.get(name)
+        if route is not None:
+            return route
         versions = self.versions(name)
-        ordered = sorted(versions.values(), key=lambda s: _version_key(s.record.version))
-        ready = [s for s in ordered if s.ready]
-        return (ready or ordered)[-1]
+        return max(versions.values(), key=lambda s: _version_key(s.record.version))
 
     def find(self, name: str, version: str | None) -> ServedVersion:
         if version is None:

@@ -84,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(options.get("intra_op_threads") or
-                                      min(4, os.cpu_count() or 1))
+                                      len(os.sched_getaffinity(0)))
         so.inter_op_num_threads = int(options.get("inter_op_threads") or 1)
         so.log_severity_level = 3
         providers = ["CPUExecutionProvider"]

@@ -27,8 +27,11 @@ Options (all optional), as :func:`parse_options` reads them:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.metadata
+import importlib.util
+import io
 import logging
 import os
 import re
@@ -164,6 +167,27 @@ def tensorrt_loadable() -> bool:
     return False
 
 
+@cache
+def preload_cuda_libraries() -> str:
+    """Load CUDA/cuDNN from NVIDIA's pip packages (``nvidia-*``) when they are installed,
+    via ``onnxruntime.preload_dlls``, before the first CUDA session; once per process.
+    Returns what it printed (also logged); "" when there is nothing to preload."""
+    import onnxruntime as ort
+
+    if not hasattr(ort, "preload_dlls") or importlib.util.find_spec("nvidia") is None:
+        return ""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            ort.preload_dlls()
+    except Exception as exc:
+        out.write(f"preload_dlls failed: {type(exc).__name__}: {exc}")
+    said = out.getvalue().strip()
+    if said:
+        log.warning("onnxruntime.preload_dlls: %s", said)
+    return said
+
+
 def _runtime_providers(ort: Any) -> list[str]:
     """Providers this ONNX Runtime build offers, plus plugin EPs that expose devices."""
     names = list(ort.get_available_providers())
@@ -261,6 +285,8 @@ class CudaOrtModel(OrtModel):
         self._notes = notes
 
     def metadata(self) -> dict[str, Any]:
+        """Backend, device, the session's providers; ``fp16`` and ``tensorrt`` say what is
+        in effect (FP16 needs TensorRT); ``fallback`` when serving on the CPU."""
         trt = TRT_EP in self._providers
         meta: dict[str, Any] = {"backend": BACKEND_NAME,
                                 "device": f"cuda:{self._opts.device_id}",
@@ -285,9 +311,13 @@ class OnnxRuntimeCudaBackend(Backend):
 
             version = str(getattr(ort, "__version__", "?"))
             providers = _runtime_providers(ort)
-        except Exception as exc:  # not installed, or its CUDA libraries broke the import
-            return Availability(False, f"onnxruntime-gpu is not installed ({type(exc).__name__}"
-                                       f": {exc}): {INSTALL_HINT}")
+        except ModuleNotFoundError as exc:
+            return Availability(False, f"onnxruntime-gpu is not installed ({exc}): "
+                                       f"{INSTALL_HINT}")
+        except Exception as exc:  # e.g. the GPU wheel's CUDA libraries broke the import
+            return Availability(False, f"importing onnxruntime failed ({type(exc).__name__}: "
+                                       f"{exc}); is onnxruntime-gpu installed with the CUDA "
+                                       f"libraries it was built for? {INSTALL_HINT}")
         if CUDA_EP not in providers:
             return availability_from(version, providers, [])
         try:
@@ -299,9 +329,12 @@ class OnnxRuntimeCudaBackend(Backend):
     def load(self, source: ModelSource, *, options: Mapping[str, Any]) -> CudaOrtModel:
         import onnxruntime as ort
 
+        preload_cuda_libraries()
         available = _runtime_providers(ort)
         opts = parse_options(options, tensorrt_default=TRT_EP in available
                              and tensorrt_loadable())
+        if opts.tensorrt and opts.trt_cache_dir:
+            Path(opts.trt_cache_dir).mkdir(parents=True, exist_ok=True)
         data = source.read_bytes()
         notes: list[str] = []
         providers = provider_list(opts)
@@ -329,7 +362,9 @@ class OnnxRuntimeCudaBackend(Backend):
 def _try_session(ort: Any, data: bytes, providers: ProviderList) -> tuple[Any, str]:
     """(session, "") or (None, the error ONNX Runtime raised). Its own retry-on-CPU
     fallback is off. Its warnings (such as a provider this build lacks) are logged and
-    returned as the second item when the session was created."""
+    returned as the second item when the session was created; the filter that records
+    them is process-wide for the moment the session takes to build, so a warning another
+    thread raises meanwhile is logged here too instead of shown."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     session, error = None, ""

@@ -1,0 +1,128 @@
+"""Lifecycle API under ``/v1/models``: list, inspect, promote, approve, roll back.
+
+Each handler runs in a worker thread on its own registry connection (SQLite in WAL
+mode), so a slow load never blocks the event loop and never shares a transaction with
+the server's connection. A promotion to a serving stage asks the server's repository to
+``preload`` the version (load and warm it up without routing to it) and, once the
+change is committed, to ``refresh`` routing in one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath
+
+from ..lifecycle.gates import approvals, approve
+from ..lifecycle.promotion import current_production, promote, rollback, stage_history
+from ..registry import Registry
+
+T = TypeVar("T")
+
+
+class PromoteBody(msgspec.Struct, kw_only=True):
+    to: str
+    reason: str = ""
+    breaking: bool = False
+    emergency_reason: str | None = None
+    actor: str | None = None
+
+
+class ApproveBody(msgspec.Struct, kw_only=True):
+    approver: str
+    reason: str
+
+
+class RollbackBody(msgspec.Struct, kw_only=True):
+    reason: str
+    to_version: str | None = None
+    force_reason: str | None = None
+    actor: str | None = None
+
+
+def _services(request: Request) -> Any:
+    return request.app.state.services
+
+
+async def _with_registry(request: Request, fn: Callable[[Registry], T]) -> T:
+    """Run ``fn`` in a worker thread with a registry connection of its own."""
+    data_dir = _services(request).settings.data_dir
+
+    def work() -> T:
+        registry = Registry(data_dir)
+        try:
+            return fn(registry)
+        finally:
+            registry.close()
+
+    return await anyio.to_thread.run_sync(work)
+
+
+class LifecycleController(Controller):
+    path = "/v1/models"
+    tags = ["lifecycle"]
+
+    @get("/", summary="Registered models, their versions and stages")
+    async def list_models(self, request: Request) -> list[dict[str, Any]]:
+        def work(registry: Registry) -> list[dict[str, Any]]:
+            out = []
+            for m in registry.models():
+                prod = current_production(registry, m.name)
+                out.append({"name": m.name, "created_at": m.created_at,
+                            "production": prod.version if prod else None,
+                            "versions": [{"version": v.version, "stage": v.stage}
+                                         for v in m.versions]})
+            return out
+
+        return await _with_registry(request, work)
+
+    @get("/{name:str}", summary="One model with every version")
+    async def model(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+        return await _with_registry(request, lambda r: r.model(name).to_dict())
+
+    @get("/{name:str}/versions/{version:str}",
+         summary="One version with its stage history and approvals")
+    async def version(self, request: Request, name: FromPath[str],
+                      version: FromPath[str]) -> dict[str, Any]:
+        def work(registry: Registry) -> dict[str, Any]:
+            record = registry.version(name, version).to_dict()
+            record["stage_history"] = stage_history(registry, name, version)
+            record["approvals"] = approvals(registry, name, version)
+            return record
+
+        return await _with_registry(request, work)
+
+    @post("/{name:str}/versions/{version:str}/promote", status_code=200,
+          summary="Move a version to another stage, after its gates and a load check")
+    async def promote_version(self, request: Request, name: FromPath[str], version: FromPath[str],
+                      data: PromoteBody) -> dict[str, Any]:
+        services = _services(request)
+        summary = await _with_registry(request, lambda r: promote(
+            r, services.settings, name, version, data.to, actor=data.actor or "api",
+            reason=data.reason, breaking=data.breaking,
+            emergency_reason=data.emergency_reason, loader=services.repository.preload))
+        await anyio.to_thread.run_sync(services.repository.refresh)
+        return summary
+
+    @post("/{name:str}/versions/{version:str}/approve", status_code=200,
+          summary="Approve a version for production (not by its pusher)")
+    async def approve_version(self, request: Request, name: FromPath[str], version: FromPath[str],
+                      data: ApproveBody) -> dict[str, Any]:
+        return await _with_registry(
+            request, lambda r: approve(r, name, version, data.approver, data.reason))
+
+    @post("/{name:str}/rollback", status_code=200,
+          summary="Put an earlier production version back into production")
+    async def rollback_model(self, request: Request, name: FromPath[str],
+                       data: RollbackBody) -> dict[str, Any]:
+        services = _services(request)
+        summary = await _with_registry(request, lambda r: rollback(
+            r, services.settings, name, to_version=data.to_version,
+            actor=data.actor or "api", reason=data.reason, force_reason=data.force_reason,
+            loader=services.repository.preload))
+        await anyio.to_thread.run_sync(services.repository.refresh)
+        return summary

@@ -1,0 +1,157 @@
+"""`appliance models promote | approve | rollback`: move versions through their stages.
+
+A promotion to a serving stage first loads and warms the version up in this process,
+so a version that does not load is marked ``failed`` and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..lifecycle.stages import STAGES
+from . import data_dir_option, handle_errors, json_option, settings_from
+from .models import models
+
+
+def _actor(by: str | None) -> str:
+    return by or os.environ.get("USER") or "cli"
+
+
+def _echo(result: dict[str, Any], as_json: bool, text: str) -> None:
+    click.echo(json.dumps(result, indent=2) if as_json else text)
+
+
+def load_check(registry: Any, timeout_s: float) -> Any:
+    """A loader: load the version's main files in-process, warm it up, close it."""
+    from ..backend import ModelSource
+    from ..errors import ServiceUnavailable
+    from ..plugins import get_plugin_manager
+    from ..runtime.catalog import BackendCatalog
+    from ..runtime.warmup import warm_up
+
+    catalog = BackendCatalog(get_plugin_manager())
+
+    def check(record: Any) -> None:
+        source = ModelSource(registry.artifact_path(record), record.format)
+        outcome: dict[str, BaseException | None] = {"error": None}
+
+        def work() -> None:
+            try:
+                _, model = catalog.load(source)
+                try:
+                    warm_up(model)
+                finally:
+                    model.close()
+            except BaseException as exc:  # reported to the caller below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=work, name="load-check", daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        if worker.is_alive():
+            raise ServiceUnavailable(f"load and warm-up took longer than {timeout_s:g}s "
+                                     "(load_timeout_s)")
+        if outcome["error"] is not None:
+            raise outcome["error"]
+
+    return check
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version")
+@click.option("--to", "to", required=True, type=click.Choice(STAGES), help="Target stage.")
+@click.option("--reason", default="", help="Why (kept in the stage history).")
+@click.option("--breaking", is_flag=True, help="Accept a breaking signature change "
+              "(it still needs approvals_required approvals).")
+@click.option("--emergency", "emergency", default=None, metavar="REASON",
+              help="Promote to production inside a freeze window, recording REASON.")
+@click.option("--by", "by", default=None, help="Who promotes (default: $USER).")
+@data_dir_option
+@json_option
+@click.pass_context
+@handle_errors
+def models_promote(ctx: click.Context, name: str, version: str, to: str, reason: str,
+                   breaking: bool, emergency: str | None, by: str | None,
+                   data_dir: Path | None, as_json: bool) -> None:
+    """Move version VERSION of model NAME to stage --to, after its gates and a load check."""
+    from ..lifecycle.promotion import promote
+    from ..registry import Registry
+
+    logging.basicConfig(level="WARNING")
+    settings = settings_from(ctx, data_dir=data_dir)
+    registry = Registry(settings.data_dir)
+    try:
+        result = promote(registry, settings, name, version, to, actor=_actor(by),
+                         reason=reason, breaking=breaking, emergency_reason=emergency,
+                         loader=load_check(registry, settings.load_timeout_s))
+    finally:
+        registry.close()
+    demoted = f"; version {result['demoted']} deprecated" if result["demoted"] else ""
+    _echo(result, as_json, f"{name} version {version}: {result['from']} -> {to}{demoted}")
+
+
+@models.command("approve")
+@click.argument("name")
+@click.argument("version")
+@click.option("--by", "by", required=True, help="Who approves (not the pusher).")
+@click.option("--reason", required=True, help="Why it may go to production.")
+@data_dir_option
+@json_option
+@click.pass_context
+@handle_errors
+def models_approve(ctx: click.Context, name: str, version: str, by: str, reason: str,
+                   data_dir: Path | None, as_json: bool) -> None:
+    """Approve version VERSION of model NAME for production (idempotent per approver)."""
+    from ..lifecycle.gates import approve
+    from ..registry import Registry
+
+    settings = settings_from(ctx, data_dir=data_dir)
+    registry = Registry(settings.data_dir)
+    try:
+        result = approve(registry, name, version, by, reason)
+    finally:
+        registry.close()
+    who = ", ".join(a["approver"] for a in result["approvals"])
+    _echo(result, as_json, f"{name} version {version} approved by {by} "
+                           f"({len(result['approvals'])} approval(s): {who})")
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.option("--to", "to_version", default=None, metavar="VERSION",
+              help="Version to restore (default: the production version before the current).")
+@click.option("--reason", default="rollback", show_default=True, help="Why.")
+@click.option("--force", "force", default=None, metavar="REASON",
+              help="Roll back even though a consumer reads an output the target lacks.")
+@click.option("--by", "by", default=None, help="Who rolls back (default: $USER).")
+@data_dir_option
+@json_option
+@click.pass_context
+@handle_errors
+def models_rollback(ctx: click.Context, name: str, to_version: str | None, reason: str,
+                    force: str | None, by: str | None, data_dir: Path | None,
+                    as_json: bool) -> None:
+    """Put an earlier production version of model NAME back into production."""
+    from ..lifecycle.promotion import rollback
+    from ..registry import Registry
+
+    logging.basicConfig(level="WARNING")
+    settings = settings_from(ctx, data_dir=data_dir)
+    registry = Registry(settings.data_dir)
+    try:
+        result = rollback(registry, settings, name, to_version=to_version, actor=_actor(by),
+                          reason=reason, force_reason=force,
+                          loader=load_check(registry, settings.load_timeout_s))
+    finally:
+        registry.close()
+    _echo(result, as_json, f"{name}: version {result['version']} is production again"
+                           + (f"; version {result['demoted']} deprecated"
+                              if result["demoted"] else ""))

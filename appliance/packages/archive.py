@@ -1,0 +1,194 @@
+"""Build a package archive byte for byte reproducibly, and extract one safely.
+
+``build_package`` writes a plain (uncompressed) POSIX ustar archive whose bytes depend
+only on the package's file names and contents: entries sorted by path, mtime 0, uid/gid
+0, empty user/group names, mode 0644 for files and 0755 for directories, no pax headers.
+The package directory holds the manifest and exactly the files it lists: an unlisted
+file is refused (it would be shipped unverified), and so is a symlink or special file.
+A missing ``sha256``/``size`` is computed and written into the archived manifest; a
+wrong one is refused, naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..errors import BadRequest
+from ..registry.store import CHUNK, sha256_file
+from .manifest import dump_manifest, find_manifest, load_manifest
+
+#: default limit on the total size of the files in an archive being extracted
+MAX_EXTRACT_BYTES = 64 << 30
+MAX_MEMBERS = 10_000
+
+
+def _walk(root: Path) -> list[str]:
+    """Every regular file under ``root`` as a relative POSIX path; refuse anything else."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                raise BadRequest(f"{rel} is a symlink: a package holds regular files only")
+            if path.is_dir():
+                continue
+            if not path.is_file():
+                raise BadRequest(f"{rel} is not a regular file: a package holds regular "
+                                 "files only")
+            found.append(rel)
+    return found
+
+
+def _tarinfo(name: str, *, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.size = 0 if directory else size
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def build_package(src_dir: Path, out: Path) -> str:
+    """Check ``src_dir`` against its manifest and write the archive ``out``; return the
+    archive's sha256. Building the same directory twice gives the same bytes."""
+    if not src_dir.is_dir():
+        raise BadRequest(f"{src_dir} is not a directory: give the package directory "
+                         "(the one holding model.toml)")
+    manifest_path = find_manifest(src_dir)
+    manifest = load_manifest(manifest_path, require_hashes=False)
+    mname = manifest_path.name
+    listed = {entry.path: entry for v in manifest.variants for entry in v.files}
+    on_disk = set(_walk(src_dir))
+    unlisted = sorted(set(on_disk) - set(listed) - {mname})
+    if unlisted:
+        raise BadRequest(f"{src_dir}: files not listed in {mname}: {', '.join(unlisted)}; "
+                         "list them under a variant's files or remove them")
+    filled = False
+    sizes: dict[str, int] = {}
+    for variant in manifest.variants:
+        for entry in variant.files:
+            path = src_dir / entry.path
+            if entry.path not in on_disk:
+                raise BadRequest(f"{entry.path} is listed in {mname} but is not in {src_dir}")
+            digest, size = sha256_file(path), path.stat().st_size
+            for field, actual in (("sha256", digest), ("size", size)):
+                declared = getattr(entry, field)
+                if declared is None:
+                    setattr(entry, field, actual)
+                    filled = True
+                elif declared != actual:
+                    raise BadRequest(f"{entry.path}: {mname} says {field} {declared} but the "
+                                     f"file has {actual}; fix the manifest or remove the "
+                                     f"{field} line to have it computed")
+            sizes[entry.path] = size
+    data = dump_manifest(manifest, mname) if filled else manifest_path.read_bytes()
+    load_manifest(data, filename=mname)  # the archived manifest must be complete
+    dirs = {p.as_posix() for name in sizes for p in Path(name).parents if p != Path(".")}
+    names = sorted([*sizes, mname, *dirs])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for name in names:
+                    try:
+                        if name in dirs:
+                            tar.addfile(_tarinfo(name, directory=True))
+                        elif name == mname:
+                            tar.addfile(_tarinfo(name, size=len(data)), io.BytesIO(data))
+                        else:
+                            with (src_dir / name).open("rb") as f:
+                                tar.addfile(_tarinfo(name, size=sizes[name]), f)
+                    except ValueError as exc:  # e.g. a name too long for ustar
+                        raise BadRequest(f"{name}: cannot be archived: {exc}") from None
+            raw.flush()
+            os.fsync(raw.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def _member_path(member: tarfile.TarInfo) -> str:
+    """The member's normalized relative path; BadRequest if it could escape ``dest``."""
+    name = member.name
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise BadRequest(f"archive member {name!r} has an absolute path")
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BadRequest(f"archive member {name!r} has a '..' component")
+    if member.issym() or member.islnk():
+        raise BadRequest(f"archive member {name!r} is a link (to {member.linkname!r}): "
+                         "packages hold regular files only")
+    if not (member.isreg() or member.isdir()):
+        raise BadRequest(f"archive member {name!r} is a device, FIFO or other special file")
+    return "/".join(parts)
+
+
+def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> list[str]:
+    """Extract the archive ``tar_path`` into ``dest``; return the relative file paths.
+
+    Every member is checked before anything is written: absolute paths, ``..``, links,
+    devices, duplicate names and a total size over ``max_bytes`` are refused with a
+    BadRequest naming the member.
+    """
+    try:
+        tar = tarfile.open(tar_path, mode="r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise BadRequest(f"{tar_path} is not a readable tar archive: {exc}") from None
+    with tar:
+        try:
+            members = tar.getmembers()
+        except tarfile.TarError as exc:
+            raise BadRequest(f"{tar_path}: damaged tar archive: {exc}") from None
+        if len(members) > MAX_MEMBERS:
+            raise BadRequest(f"{tar_path} has {len(members)} members; the limit is {MAX_MEMBERS}")
+        plan: list[tuple[str, tarfile.TarInfo]] = []
+        seen: set[str] = set()
+        total = 0
+        for member in members:
+            rel = _member_path(member)
+            if not rel:
+                continue
+            if rel in seen:
+                raise BadRequest(f"archive member {member.name!r} appears twice")
+            seen.add(rel)
+            total += member.size if member.isreg() else 0
+            if total > max_bytes:
+                raise BadRequest(f"archive member {member.name!r} takes the archive over the "
+                                 f"extraction limit of {max_bytes} bytes")
+            plan.append((rel, member))
+        files = []
+        for rel, member in plan:
+            target = dest / rel
+            try:
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                assert src is not None  # a regular file always has a payload
+                with src, target.open("xb") as out:
+                    while chunk := src.read(CHUNK):
+                        out.write(chunk)
+            except (OSError, tarfile.TarError) as exc:
+                raise BadRequest(f"archive member {member.name!r} cannot be extracted: "
+                                 f"{exc}") from None
+            files.append(rel)
+    return files
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
