@@ -171,7 +171,7 @@ class ModelRepository:
         self._reroute()
         with self._lock:
             for name, versions in list(self._models.items()):
-                for version, served in list(versions.items()):
+                for version in list(versions):
                     record = records.get((name, version))
                     if record is None or record.stage not in SERVING:
                         self._drop(name, version)
