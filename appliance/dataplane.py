@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio.to_thread
-
 from . import __version__
 from .errors import BadRequest, UnsupportedMediaType
 from .protocol.codec import (
@@ -64,8 +62,8 @@ class DataPlane:
 
     # -- inference -------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, *,
-                    content_type: str = "", header_length: str | None = None
-                    ) -> tuple[bytes, dict[str, str]]:
+                    content_type: str = "", header_length: str | None = None,
+                    timeout_ms: str | None = None) -> tuple[bytes, dict[str, str]]:
         """Run one inference request; return the encoded body and response headers."""
         media = content_type.split(";", 1)[0].strip().lower()
         if media not in ACCEPTED_CONTENT_TYPES:
@@ -83,12 +81,12 @@ class DataPlane:
                         {i.name: i.datatype for i in request.inputs}, arrays)
         names, binary = requested_outputs(request)
         validate_outputs(name, served.outputs, names)
-        model = served.model
-        assert model is not None
-        if served.inline:
-            outputs = model.predict(arrays)
+        execution = served.execution
+        if execution.inline:  # the fast path: a cheap model, predicted right here
+            outputs = execution.model.predict(arrays)
         else:
-            outputs = await anyio.to_thread.run_sync(model.predict, arrays)
+            deadline = execution.deadline(timeout_ms, request.parameters)
+            outputs = await execution.run(arrays, deadline)
         if names is not None:
             outputs = {n: outputs[n] for n in names}
         body, headers = encode_response(name, served.record.version, outputs,

@@ -11,6 +11,7 @@
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── ServiceUnavailable (503)      model not ready, queue full
+    ├── GatewayTimeout (504)          the request's deadline passed before compute
     └── ConfigError (500)             bad settings or profile; the CLI exits non-zero
 
 Every message says what is wrong and how to fix it: it goes to the client verbatim as
@@ -69,6 +70,10 @@ class UnsupportedMediaType(ApplianceError):
 
 class ServiceUnavailable(ApplianceError):
     status = 503
+
+
+class GatewayTimeout(ApplianceError):
+    status = 504
 
 
 class ConfigError(ApplianceError):

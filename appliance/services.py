@@ -60,8 +60,11 @@ class Services:
     hardware: Hardware
 
     watcher: RegistryWatcher | None = None
+    scheduler: Any = None
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         if self.watcher is not None:
             self.watcher.stop()
         self.repository.close()
@@ -86,7 +89,8 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     repository = ModelRepository(Registry(settings.data_dir), catalog,
                                  inline_threshold_us=settings.inline_threshold_us,
                                  placement=placement, load_timeout_s=settings.load_timeout_s,
-                                 headers_for=_deprecation_headers())
+                                 headers_for=_deprecation_headers(),
+                                 serving=settings.models)
     pm.hook.appliance_startup(settings=settings, registry=registry)
     return Services(settings, pm, registry, catalog, repository, DataPlane(repository),
                     hardware)
@@ -118,6 +122,24 @@ def load_models(services: Services, *, watch: bool = True) -> None:
         services.watcher = RegistryWatcher(services.settings.registry_path, services.repository,
                                            services.settings.registry_poll_s)
         services.watcher.start()
+    if services.settings.scheduler and services.scheduler is None:
+        services.scheduler = start_scheduler(services.settings)
+
+
+def start_scheduler(settings: Settings) -> Any:
+    """APScheduler with the persistent job store in the registry database: scheduled
+    promotions (added by the CLI or API) and the daily retention run."""
+    from .lifecycle.schedule import make_scheduler
+
+    scheduler = make_scheduler(settings.data_dir, poll_s=settings.registry_poll_s)
+    scheduler.start()
+    try:
+        from .lifecycle.retention import apply_retention_job
+    except ImportError:
+        return scheduler
+    scheduler.add_job(apply_retention_job, "interval", hours=24, id="retention",
+                      args=[str(settings.data_dir.resolve())], replace_existing=True)
+    return scheduler
 
 
 def _deprecation_headers() -> Any:

@@ -23,6 +23,28 @@ class FreezeWindow(msgspec.Struct, kw_only=True):
     reason: str = ""
 
 
+class ModelServing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-model serving knobs, ``[models.<name>]`` in the TOML file."""
+
+    #: rows per batch; 0 or 1 = dynamic batching off
+    max_batch_size: int = 0
+    max_queue_delay_us: int = 500
+    preferred_batch_sizes: list[int] = msgspec.field(default_factory=list)
+    #: waiting requests beyond this are refused with 503 + Retry-After
+    max_queue_size: int = 256
+    #: concurrent executions (worker threads; 0 = from the hardware profile)
+    instances: int = 0
+    #: default deadline of a request in ms (0 = none); X-Request-Timeout-Ms overrides
+    timeout_ms: int = 0
+    #: latency objective; with autoscale the controller steers towards it
+    p95_target_ms: float = 0.0
+    autoscale: bool = False
+    min_instances: int = 1
+    max_instances: int = 4
+    min_queue_delay_us: int = 100
+    max_queue_delay_us_limit: int = 10000
+
+
 class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -44,6 +66,10 @@ class Settings(msgspec.Struct, kw_only=True):
     freeze_windows: list[FreezeWindow] = msgspec.field(default_factory=list)
     #: seconds between the server's checks for registry changes made by other processes
     registry_poll_s: float = 1.0
+    #: per-model serving configuration (batching, instances, deadlines, SLO)
+    models: dict[str, ModelServing] = msgspec.field(default_factory=dict)
+    #: run scheduled work in this process (promotions, retention); one process per data dir
+    scheduler: bool = True
     #: seconds a model may take to load and warm up before it is marked failed
     load_timeout_s: float = 120.0
 

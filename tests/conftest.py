@@ -27,7 +27,8 @@ def ort_plugin_manager():
 
 
 def make_services(data_dir: Path, pm, **overrides) -> Services:
-    settings = load_settings({"data_dir": data_dir, **overrides}, environ={})
+    settings = load_settings({"data_dir": data_dir, "scheduler": False, **overrides},
+                             environ={})
     return build_services(settings, pm=pm)
 
 

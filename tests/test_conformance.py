@@ -67,6 +67,7 @@ class TestLiteRTTflite(_BuiltinCase):
 CUDA_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "appliance_onnxruntime_cuda"
 
 
+@pytest.mark.gpu
 class TestOnnxRuntimeCudaOnnx(BackendConformanceTests):
     """The suite on the ``onnxruntime-cuda`` plugin: skipped unless it is available
     here (the onnxruntime-gpu wheel and a visible NVIDIA GPU). Default options, so TF32

@@ -96,6 +96,13 @@ def test_unavailable_on_cpu_wheel(backend) -> None:
     assert "[cuda] extra" in avail.reason and "CPUExecutionProvider" in avail.reason
 
 
+def test_unavailable_without_onnxruntime(backend, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ModuleNotFoundError
+    avail = backend.availability()
+    assert not avail.available
+    assert "onnxruntime-gpu is not installed" in avail.reason and "[cuda] extra" in avail.reason
+
+
 def test_availability_needs_a_visible_gpu() -> None:
     providers = [cuda.CUDA_EP, cuda.CPU_EP]
     none = cuda.availability_from("1.32.0", providers, [])

@@ -135,3 +135,31 @@ def test_broken_explicit_profile_stops_the_appliance_naming_file_and_key(tmp_pat
     r = _cli("--config", str(cfg), "serve", "--port", "0", data_dir=tmp_path)
     assert r.returncode == 1
     assert "mine.toml" in r.stderr and "threads" in r.stderr
+
+
+@pytest.mark.parametrize("fallback", ["cpu", "refuse"])
+def test_model_pinned_to_a_gpu_on_a_box_without_one_follows_the_profile(tmp_path, fallback):
+    import appliance_onnxruntime_cuda
+
+    services = services_with(tmp_path, hardware_with(tmp_path, ["fp32"], fallback),
+                             appliance_onnxruntime_cuda)
+    if services.catalog.availability(services.catalog.by_name("onnxruntime-cuda")).available:
+        pytest.skip("this box has a usable GPU: the no-GPU path cannot be shown here")
+    import_model(services.registry, services.catalog, scale_model(tmp_path / "a.onnx", 2),
+                 name="gpu-model", backend="onnxruntime-cuda")
+    import_model(services.registry, services.catalog, scale_model(tmp_path / "b.onnx", 3),
+                 name="cpu-model")
+    server = serve(services)
+    try:
+        params = httpx.get(f"{server.url}/v2/models/gpu-model").json()["parameters"]
+        if fallback == "cpu":
+            assert infer_y(server.url, "gpu-model") == [2.0, 2.0]
+            assert params["backend"] == "onnxruntime"
+            assert any("onnxruntime-cuda is unavailable" in n for n in params["notes"])
+        else:
+            r = httpx.post(f"{server.url}/v2/models/gpu-model/infer", json={"inputs": []})
+            assert r.status_code == 503 and "refuses to fall back" in r.json()["error"]
+            assert params["state"] == "failed"
+        assert infer_y(server.url, "cpu-model") == [3.0, 3.0]
+    finally:
+        server.stop()

@@ -18,6 +18,8 @@ from .. import __version__
 from ..services import Services, load_models
 from .admin import HardwareController
 from .errors import EXCEPTION_HANDLERS
+from .governance import GOVERNANCE_ROUTES
+from .lifecycle import LifecycleController
 from .repository import RepositoryController
 from .v2 import ModelController, ServerController
 
@@ -43,8 +45,9 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Litest
             services.close()
 
     return Litestar(
+        # the governance DELETE shares a path with LifecycleController: it must come after
         route_handlers=[ServerController, ModelController, RepositoryController,
-                        HardwareController],
+                        HardwareController, LifecycleController, *GOVERNANCE_ROUTES],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=services.settings.max_body_bytes,

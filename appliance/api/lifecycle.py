@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from ..lifecycle.gates import approvals, approve
 from ..lifecycle.promotion import current_production, promote, rollback, stage_history
@@ -99,7 +99,7 @@ class LifecycleController(Controller):
     @post("/{name:str}/versions/{version:str}/promote", status_code=200,
           summary="Move a version to another stage, after its gates and a load check")
     async def promote_version(self, request: Request, name: FromPath[str], version: FromPath[str],
-                      data: PromoteBody) -> dict[str, Any]:
+                      data: JSONBody[PromoteBody]) -> dict[str, Any]:
         services = _services(request)
         summary = await _with_registry(request, lambda r: promote(
             r, services.settings, name, version, data.to, actor=data.actor or "api",
@@ -111,14 +111,14 @@ class LifecycleController(Controller):
     @post("/{name:str}/versions/{version:str}/approve", status_code=200,
           summary="Approve a version for production (not by its pusher)")
     async def approve_version(self, request: Request, name: FromPath[str], version: FromPath[str],
-                      data: ApproveBody) -> dict[str, Any]:
+                      data: JSONBody[ApproveBody]) -> dict[str, Any]:
         return await _with_registry(
             request, lambda r: approve(r, name, version, data.approver, data.reason))
 
     @post("/{name:str}/rollback", status_code=200,
           summary="Put an earlier production version back into production")
     async def rollback_model(self, request: Request, name: FromPath[str],
-                       data: RollbackBody) -> dict[str, Any]:
+                       data: JSONBody[RollbackBody]) -> dict[str, Any]:
         services = _services(request)
         summary = await _with_registry(request, lambda r: rollback(
             r, services.settings, name, to_version=data.to_version,

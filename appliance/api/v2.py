@@ -29,7 +29,8 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     headers = request.headers
     content, extra = await _plane(request).infer(
         name, version, body, content_type=headers.get("content-type", ""),
-        header_length=headers.get("inference-header-content-length"))
+        header_length=headers.get("inference-header-content-length"),
+        timeout_ms=headers.get("x-request-timeout-ms"))
     media = extra.pop("Content-Type", MediaType.JSON)
     return Response(content, status_code=200, media_type=media, headers=extra)
 

@@ -72,7 +72,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 def _register_commands() -> None:
     # imported for their @main.command side effects
-    from . import hardware, models, serve  # noqa: F401
+    from . import governance, hardware, lifecycle, models, package, schedule, serve  # noqa: F401
 
 
 _register_commands()

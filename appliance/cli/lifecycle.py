@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ def _actor(by: str | None) -> str:
 
 def _echo(result: dict[str, Any], as_json: bool, text: str) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else text)
+
+
+def _parse_at(_ctx: click.Context, _param: click.Parameter,
+              value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time; write e.g. "
+                                 "2026-03-01T02:00:00Z") from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def load_check(registry: Any, timeout_s: float) -> Any:
@@ -74,19 +87,32 @@ def load_check(registry: Any, timeout_s: float) -> Any:
 @click.option("--emergency", "emergency", default=None, metavar="REASON",
               help="Promote to production inside a freeze window, recording REASON.")
 @click.option("--by", "by", default=None, help="Who promotes (default: $USER).")
+@click.option("--at", "at", default=None, callback=_parse_at, metavar="TIME",
+              help="Schedule it instead, ISO 8601 (no offset = UTC); gates are judged then.")
 @data_dir_option
 @json_option
 @click.pass_context
 @handle_errors
 def models_promote(ctx: click.Context, name: str, version: str, to: str, reason: str,
                    breaking: bool, emergency: str | None, by: str | None,
-                   data_dir: Path | None, as_json: bool) -> None:
+                   at: datetime | None, data_dir: Path | None, as_json: bool) -> None:
     """Move version VERSION of model NAME to stage --to, after its gates and a load check."""
     from ..lifecycle.promotion import promote
     from ..registry import Registry
 
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
+    if at is not None:
+        if breaking:
+            raise click.UsageError("--breaking cannot be scheduled; promote at the time "
+                                   "instead, or drop --at")
+        from ..lifecycle.schedule import schedule_promotion
+
+        entry = schedule_promotion(settings.data_dir, name, version, to, at, actor=_actor(by),
+                                   reason=reason, emergency_reason=emergency)
+        _echo(entry, as_json, f"scheduled: promote {name} {version} to {to} at {entry['at']} "
+                              f"(id {entry['id']})")
+        return
     registry = Registry(settings.data_dir)
     try:
         result = promote(registry, settings, name, version, to, actor=_actor(by),

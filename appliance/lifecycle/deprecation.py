@@ -142,10 +142,13 @@ def deprecation_headers(record: Any, base_url: str = "") -> dict[str, str]:
         when = getattr(record, "stage_changed_at", None)
     if not when:
         return {}
-    headers = {"Deprecation": f"@{int(parse_date('deprecation date', when).timestamp())}"}
-    if getattr(record, "sunset_date", None):
-        sunset = parse_date("sunset date", record.sunset_date).astimezone(UTC)
-        headers["Sunset"] = format_datetime(sunset, usegmt=True)
+    try:  # a header must never fail an inference: skip what does not parse
+        headers = {"Deprecation": f"@{int(parse_date('deprecation date', when).timestamp())}"}
+        if getattr(record, "sunset_date", None):
+            sunset = parse_date("sunset date", record.sunset_date).astimezone(UTC)
+            headers["Sunset"] = format_datetime(sunset, usegmt=True)
+    except BadRequest:
+        return {}
     if getattr(record, "successor", None):
         headers["Link"] = (f"<{base_url.rstrip('/')}/v2/models/{record.model}/versions/"
                            f"{record.successor}>; rel=\"successor-version\"")

@@ -13,8 +13,10 @@ legal holds block them; a blocked deletion is reported, never raised.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, Conflict, NotFound
@@ -25,6 +27,8 @@ from ..registry.models import check_name
 from .deletion import delete_version
 from .holds import record_event
 from .stages import check_transition
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("model", "tag")
 
@@ -80,7 +84,8 @@ def list_policies(registry: Registry) -> list[Policy]:
 
 def _tags_match(versions: list[VersionRecord], target: str) -> bool:
     key, _, value = target.partition("=")
-    return any(str((v.manifest.get("tags") or {}).get(key)) == value for v in versions)
+    tagged = [v.manifest.get("tags") or {} for v in versions]
+    return any(key in tags and str(tags[key]) == value for tags in tagged)
 
 
 def effective_policy(policies: list[Policy], model: str,
@@ -114,7 +119,7 @@ def _archive(registry: Registry, record: VersionRecord, actor: str, reason: str)
         db.execute("INSERT INTO stage_history (model, version, from_stage, to_stage, at, "
                    "actor, reason) VALUES (?, ?, 'deprecated', 'archived', ?, ?, ?)",
                    [record.model, record.version, at, actor, reason])
-        record_event(db, at=at, actor=actor, action="stage", model=record.model,
+        record_event(db, at=at, actor=actor, action="archive", model=record.model,
                      version=record.version,
                      detail={"from": "deprecated", "to": "archived", "reason": reason})
         bump_generation(db)
@@ -156,4 +161,16 @@ def apply_retention(registry: Registry, *, now: datetime | None = None,
                 continue
             actions.append({"action": "delete", "model": model.name,
                             "version": record.version, "reason": reason})
+    return actions
+
+
+def apply_retention_job(data_dir: str) -> list[dict[str, Any]]:
+    """The scheduled job: open the registry of ``data_dir`` and apply every policy."""
+    registry = Registry(Path(data_dir))
+    try:
+        actions = apply_retention(registry)
+    finally:
+        registry.close()
+    for action in actions:
+        log.info("retention: %s", action)
     return actions

@@ -248,7 +248,8 @@ def _ics_text(value: str) -> str:
 
 def _ics_fold(line: str) -> str:
     """Fold a content line into chunks of at most 75 octets, never splitting a character."""
-    out, chunk, size = [], "", 0
+    out: list[str] = []
+    chunk, size = "", 0
     for char in line:
         n = len(char.encode("utf-8"))
         if size + n > 75:

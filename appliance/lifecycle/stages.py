@@ -20,7 +20,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "shadow": ("canary", "production", "registered", "archived", "failed"),
     "canary": ("production", "shadow", "registered", "archived", "failed"),
     "production": ("deprecated", "archived", "failed"),
-    "deprecated": ("production", "archived"),  # deprecated → production is a rollback
+    "deprecated": ("production", "archived", "failed"),  # → production is a rollback
     "archived": (),
     "failed": ("registered",),
 }

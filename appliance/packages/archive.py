@@ -27,7 +27,7 @@ MAX_EXTRACT_BYTES = 64 << 30
 MAX_MEMBERS = 10_000
 
 
-def _walk(root: Path) -> list[str]:
+def list_files(root: Path) -> list[str]:
     """Every regular file under ``root`` as a relative POSIX path; refuse anything else."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -67,7 +67,7 @@ def build_package(src_dir: Path, out: Path) -> str:
     manifest = load_manifest(manifest_path, require_hashes=False)
     mname = manifest_path.name
     listed = {entry.path: entry for v in manifest.variants for entry in v.files}
-    on_disk = set(_walk(src_dir))
+    on_disk = set(list_files(src_dir))
     unlisted = sorted(set(on_disk) - set(listed) - {mname})
     if unlisted:
         raise BadRequest(f"{src_dir}: files not listed in {mname}: {', '.join(unlisted)}; "
@@ -145,7 +145,7 @@ def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYT
     BadRequest naming the member.
     """
     try:
-        tar = tarfile.open(tar_path, mode="r:*")
+        tar = tarfile.open(tar_path, mode="r:*")  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError) as exc:
         raise BadRequest(f"{tar_path} is not a readable tar archive: {exc}") from None
     with tar:

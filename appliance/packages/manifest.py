@@ -242,23 +242,34 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def dump_manifest(manifest: Manifest, filename: str) -> bytes:
-    """Deterministic manifest bytes (TOML or JSON by ``filename``); unset fields left out."""
-    data = _drop_none(msgspec.to_builtins(manifest))
-    if filename.endswith(".json"):
-        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+def toml_text(data: dict[str, Any]) -> str:
+    """``data`` as TOML: plain keys first, then ``[table]`` and ``[[array]]`` sections
+    whose values are written inline; None values are left out (TOML has no null).
+    Deterministic: keys keep their order."""
+    data = _drop_none(data)
+
+    def is_tables(v: Any) -> bool:
+        return bool(v) and isinstance(v, list) and all(isinstance(x, dict) for x in v)
+
     plain = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items()
-             if not isinstance(v, dict) and not (v and isinstance(v, list)
-                                                 and all(isinstance(x, dict) for x in v))]
+             if not isinstance(v, dict) and not is_tables(v)]
     sections = []
     for key, value in data.items():
         if isinstance(value, dict):
             items = [(f"[{_toml_key(key)}]", value)]
-        elif value and isinstance(value, list) and all(isinstance(x, dict) for x in value):
+        elif is_tables(value):
             items = [(f"[[{_toml_key(key)}]]", x) for x in value]
         else:
             continue
         for header, table in items:
             body = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
             sections.append("\n".join([header, *body]))
-    return ("\n".join(plain) + "\n\n" + "\n\n".join(sections) + "\n").encode()
+    return "\n\n".join(["\n".join(plain), *sections]) + "\n"
+
+
+def dump_manifest(manifest: Manifest, filename: str) -> bytes:
+    """Deterministic manifest bytes (TOML or JSON by ``filename``); unset fields left out."""
+    data = _drop_none(msgspec.to_builtins(manifest))
+    if filename.endswith(".json"):
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    return toml_text(data).encode()

@@ -33,6 +33,7 @@ class ServedVersion:
     outputs: dict[str, TensorSpec] = field(default_factory=dict)
     #: response headers for every answer of this version (Deprecation, Sunset, Link)
     headers: dict[str, str] = field(default_factory=dict)
+    execution: Any = None  # runtime.execution.Execution once ready
 
     @classmethod
     def for_record(cls, record: VersionRecord) -> ServedVersion:
@@ -54,7 +55,18 @@ class ServedVersion:
             info.update(self.model.metadata())
         if self.warmup:
             info["warmup"] = self.warmup
+        if self.execution is not None:
+            info.update(self.execution.describe())
         return info
+
+    def release(self) -> None:
+        """Stop executing and free the runtime (unload)."""
+        if self.execution is not None:
+            self.execution.close()
+            self.execution = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
 
 
 class VersionLoader:

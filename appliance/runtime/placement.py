@@ -19,6 +19,7 @@ class Placement:
     precision: list[str] = field(default_factory=lambda: ["fp32"])
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     gpu_fallback: str = "cpu"
+    instances: int = 1
 
 
 def placement_for(match: Match, facts: HardwareFacts, data_dir: Path) -> Placement:
@@ -29,6 +30,9 @@ def placement_for(match: Match, facts: HardwareFacts, data_dir: Path) -> Placeme
         "onnxruntime": {"intra_op_threads": threads},
         "onnxruntime-cuda": {"device_id": 0, "gpu_mem_limit_mb": prefer.gpu_mem_limit_mb,
                              "fp16": fp16,
+                             # a broken CUDA set-up serves on the CPU only when the profile
+                             # allows it; the model's metadata then says so
+                             "allow_cpu_fallback": prefer.gpu_fallback == "cpu",
                              "trt_cache_dir": str(data_dir / "cache" / "tensorrt")},
         "openvino": {"device": prefer.openvino.device,
                      "performance_hint": prefer.openvino.performance_hint,
@@ -41,7 +45,7 @@ def placement_for(match: Match, facts: HardwareFacts, data_dir: Path) -> Placeme
     return Placement(profile=match.profile.name,
                      prefer={fmt: list(names) for fmt, names in prefer.backends.items()},
                      precision=list(prefer.precision), options=options,
-                     gpu_fallback=prefer.gpu_fallback)
+                     gpu_fallback=prefer.gpu_fallback, instances=prefer.instances)
 
 
 def variant_order(available: list[str], precision: list[str]) -> list[str]:

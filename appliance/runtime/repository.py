@@ -19,7 +19,9 @@ from ..errors import ApplianceError, NotFound, ServiceUnavailable
 from ..lifecycle.stages import SERVING
 from ..registry import Registry, VersionRecord
 from ..registry.models import _version_key
+from ..settings import ModelServing
 from .catalog import BackendCatalog
+from .execution import Execution
 from .loading import ServedVersion, VersionLoader
 from .placement import Placement
 from .warmup import warm_up
@@ -51,7 +53,8 @@ class ModelRepository:
     def __init__(self, registry: Registry, catalog: BackendCatalog, *,
                  inline_threshold_us: int = 500, placement: Placement | None = None,
                  load_timeout_s: float = 120.0, load_attempts: int = 3,
-                 headers_for: HeadersFor | None = None) -> None:
+                 headers_for: HeadersFor | None = None,
+                 serving: dict[str, ModelServing] | None = None) -> None:
         self.registry = registry
         self.catalog = catalog
         self.placement = placement or Placement()
@@ -60,6 +63,7 @@ class ModelRepository:
         self.load_timeout_s = load_timeout_s
         self.load_attempts = load_attempts
         self.headers_for = headers_for or (lambda record: {})
+        self.serving = serving or {}
         self._models: dict[str, dict[str, ServedVersion]] = {}
         self._routes: dict[str, ServedVersion] = {}
         self._lock = threading.RLock()
@@ -133,7 +137,11 @@ class ModelRepository:
             raise ServiceUnavailable(f"warm-up of {record.model} version {record.version} "
                                      f"failed: {_reason(exc)}") from exc
         served.backend, served.model = backend.name, model
-        served.inline = served.warmup["median_us"] < self.inline_threshold_us
+        cheap = served.warmup["median_us"] < self.inline_threshold_us
+        served.execution = Execution(record.model, model,
+                                     self.serving.get(record.model, ModelServing()),
+                                     inline=cheap, default_instances=self.placement.instances)
+        served.inline = served.execution.inline
         served.state, served.reason = "ready", ""
         log.info("loaded %s version %s on %s (warm-up %.0f us, %s)", record.model,
                  record.version, backend.name, served.warmup["median_us"],
@@ -180,8 +188,7 @@ class ModelRepository:
         served = self._models[name].pop(version)
         if not self._models[name]:
             del self._models[name]
-        if served.model is not None:
-            served.model.close()
+        served.release()
         served.state = "unloaded"
         log.info("unloaded %s version %s", name, version)
 
@@ -197,9 +204,8 @@ class ModelRepository:
     # -- repository extension ---------------------------------------------------------
     def unload_model(self, name: str) -> None:
         for served in list(self.versions(name).values()):
-            if served.model is not None:
-                served.model.close()
-            served.model, served.state = None, "unloaded"
+            served.release()
+            served.state = "unloaded"
             served.reason = "unloaded through the repository API"
         self._reroute()
 
@@ -220,8 +226,7 @@ class ModelRepository:
         with self._lock:
             for versions in self._models.values():
                 for served in versions.values():
-                    if served.model is not None:
-                        served.model.close()
+                    served.release()
                     served.state = "unloaded"
             self._models.clear()
             self._routes = {}

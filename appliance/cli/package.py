@@ -1,0 +1,75 @@
+"""`appliance package build` and `appliance models push`: reproducible model packages."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from . import data_dir_option, handle_errors, json_option, main
+from .models import _open_registry, models
+
+
+@main.group()
+def package() -> None:
+    """Build reproducible model packages (see docs/packages.md)."""
+
+
+@package.command("build")
+@click.argument("src_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="The archive to write (PKG.tar).")
+@json_option
+@handle_errors
+def package_build(src_dir: Path, out: Path, as_json: bool) -> None:
+    """Check SRC_DIR against its manifest and write a byte-for-byte reproducible .tar.
+
+    Missing sha256/size fields are computed and written into the archived manifest; a
+    wrong one, an unlisted file or a symlink is refused.
+    """
+    from ..packages import build_package, load_manifest
+
+    digest = build_package(src_dir, out)
+    manifest = load_manifest(src_dir, require_hashes=False)
+    if as_json:
+        click.echo(json.dumps({"path": str(out), "sha256": digest, "size": out.stat().st_size,
+                               "name": manifest.name, "version": manifest.version}, indent=2))
+    else:
+        click.echo(f"built {out} ({manifest.name} version {manifest.version}, "
+                   f"{out.stat().st_size} bytes, sha256 {digest})")
+
+
+@models.command("push")
+@click.argument("pkg", type=click.Path(path_type=Path))
+@click.option("--by", "actor", default=None, help="Who pushes it (default: $USER).")
+@data_dir_option
+@json_option
+@click.pass_context
+@handle_errors
+def models_push(ctx: click.Context, pkg: Path, actor: str | None, data_dir: Path | None,
+                as_json: bool) -> None:
+    """Install the package PKG (.tar or directory) as a new version, all or nothing.
+
+    Pushing the same package again is a no-op; a different package with the same name
+    and version is refused.
+    """
+    from ..packages import push_package
+    from ..plugins import get_plugin_manager
+    from ..runtime.catalog import BackendCatalog
+
+    logging.basicConfig(level="WARNING")
+    registry = _open_registry(ctx, data_dir)
+    try:
+        by = actor or os.environ.get("USER") or "cli"
+        record = push_package(registry, BackendCatalog(get_plugin_manager()), pkg, actor=by)
+    finally:
+        registry.close()
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+    else:
+        click.echo(f"pushed {record.model} version {record.version} ({record.format}, "
+                   f"{1 + len(record.variants)} variant(s), package digest "
+                   f"{record.package_digest})")

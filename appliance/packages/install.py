@@ -1,0 +1,228 @@
+"""``appliance models push``: install a package into the registry, all or nothing.
+
+Steps, in order (a failure at any step leaves no new registry rows; the extraction and
+staging directories are removed on the way out):
+
+1. extract the archive into ``artifacts/.staging/pkg-*`` (:func:`safe_extract`);
+2. load the manifest; if the version is already registered, return it when its package
+   digest (sha256 of the manifest bytes) is the same, else Conflict naming both digests;
+3. check lineage parents are registered (NotFound otherwise);
+4. verify every listed file's size and sha256, refuse unlisted files;
+5. per variant: stage the files (copied, hashed, fsynced), load them with the backend
+   catalog, and compare the loaded signature with the manifest's (names and datatypes);
+6. move each staged variant to its content address (a rename; idempotent);
+7. record the version, manifest and package digest in ONE SQLite transaction.
+
+A crash between 6 and 7 leaves content-addressed directories no row points at: they are
+harmless, and the next push of the same package reuses them. Leftovers in
+``.staging`` are removed at server start-up (``ArtifactStore.clean_staging``).
+
+Test hook: with ``APPLIANCE_TEST_CRASH_AT`` set to one of :data:`CRASH_STEPS` the process
+SIGKILLs itself at that step (``before-commit`` is inside the transaction, just before
+its ``COMMIT`` runs). Used by the crash tests only; unset, it does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..backend import ModelSource
+from ..errors import BadRequest, Conflict, NotFound
+from ..registry import Registry, Variant, VersionRecord
+from ..registry.store import StoredFile, sha256_file
+from ..runtime.catalog import BackendCatalog
+from ..runtime.importer import model_files
+from ..signature import TensorSpec
+from .archive import MAX_EXTRACT_BYTES, list_files, safe_extract
+from .manifest import Manifest, TensorDecl, VariantDecl, find_manifest, load_manifest
+
+CRASH_ENV = "APPLIANCE_TEST_CRASH_AT"
+CRASH_STEPS = ("after-extract", "after-verify", "after-commit-files", "before-commit")
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _crash_on_commit(sql: str) -> None:
+    if sql.strip().upper() == "COMMIT":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _StagedVariant:
+    decl: VariantDecl
+    fmt: str
+    staged: Path
+    stored: list[StoredFile]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    @property
+    def primary_file(self) -> str:
+        return PurePosixPath(self.decl.primary).name
+
+
+def signature_diff(kind: str, declared: list[TensorDecl], loaded: list[TensorSpec]) -> list[str]:
+    """Differences in names and datatypes between the manifest and the loaded model."""
+    want = {t.name: t.datatype for t in declared}
+    have = {s.name: s.datatype for s in loaded}
+    out = []
+    for name in [*want, *(n for n in have if n not in want)]:
+        if name not in have:
+            out.append(f"{kind} `{name}` is in the manifest but not in the model")
+        elif name not in want:
+            out.append(f"{kind} `{name}` is in the model but not in the manifest")
+        elif want[name] != have[name]:
+            out.append(f"{kind} `{name}`: manifest says {want[name]}, model has {have[name]}")
+    return out
+
+
+def _existing(registry: Registry, manifest: Manifest, digest: str) -> VersionRecord | None:
+    try:
+        record = registry.version(manifest.name, manifest.version)
+    except NotFound:
+        return None
+    if record.package_digest == digest:
+        return record
+    theirs = record.package_digest or "none (added with `models add`)"
+    raise Conflict(f"model {manifest.name!r} version {manifest.version!r} is already "
+                   f"registered with package digest {theirs}; this package has digest "
+                   f"{digest}: a changed package needs a new version")
+
+
+def _check_parents(registry: Registry, manifest: Manifest) -> None:
+    for i, parent in enumerate(manifest.lineage.parents):
+        try:
+            registry.version(parent.model, parent.version)
+        except NotFound as exc:
+            raise NotFound(f"lineage.parents[{i}] ({parent.relation} {parent.model} version "
+                           f"{parent.version}): {exc.message}; push the parent first") from None
+
+
+def _verify_files(root: Path, manifest: Manifest, mname: str) -> None:
+    listed = {e.path: e for v in manifest.variants for e in v.files}
+    on_disk = set(list_files(root))
+    unlisted = sorted(on_disk - set(listed) - {mname})
+    if unlisted:
+        raise BadRequest(f"the package holds files not listed in {mname}: {', '.join(unlisted)}")
+    for path, entry in listed.items():
+        if path not in on_disk:
+            raise BadRequest(f"{path} is listed in {mname} but missing from the package")
+        size = (root / path).stat().st_size
+        if size != entry.size:
+            raise BadRequest(f"{path}: size mismatch: {mname} says {entry.size} bytes, the "
+                             f"file has {size} (the package is damaged or was changed)")
+        digest = sha256_file(root / path)
+        if digest != entry.sha256:
+            raise BadRequest(f"{path}: sha256 mismatch: {mname} says {entry.sha256}, the file "
+                             f"has {digest} (the package is damaged or was changed)")
+
+
+def _stage_variant(registry: Registry, catalog: BackendCatalog, root: Path,
+                   manifest: Manifest, index: int, staged_dirs: list[Path]) -> _StagedVariant:
+    decl = manifest.variants[index]
+    where = f"variants[{index}] ({decl.precision})"
+    fmt, needed = model_files(root / decl.primary, catalog.suffixes())
+    if fmt != decl.format:
+        raise BadRequest(f"{where}: format is {decl.format!r} but {decl.primary} is a {fmt!r} "
+                         "model")
+    paths = [e.path for e in decl.files]
+    for path in needed:
+        if path.relative_to(root).as_posix() not in paths:
+            raise BadRequest(f"{where}: {decl.primary} needs {path.relative_to(root)}; list "
+                             "it in this variant's files")
+    names = [PurePosixPath(p).name for p in paths]
+    if len(set(names)) != len(names):
+        raise BadRequest(f"{where}: two files share a file name ({', '.join(paths)}): a "
+                         "variant's files are stored side by side in one directory")
+    catalog.choose(fmt)  # fail fast when nothing loads this format
+    staged, stored = registry.store.stage([root / p for p in paths])
+    staged_dirs.append(staged)
+    for entry, got in zip(decl.files, stored):
+        if got.sha256 != entry.sha256:
+            raise BadRequest(f"{entry.path} changed while it was being installed")
+    model = catalog.load(ModelSource(staged / PurePosixPath(decl.primary).name, fmt))[1]
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    finally:
+        model.close()
+    diff = (signature_diff("input", manifest.inputs, inputs)
+            + signature_diff("output", manifest.outputs, outputs))
+    if diff:
+        raise BadRequest(f"{where}: the manifest's signature does not match the model "
+                         f"{decl.primary}: {'; '.join(diff)}")
+    return _StagedVariant(decl, fmt, staged, stored, inputs, outputs)
+
+
+def _record(registry: Registry, pkg: Path, manifest: Manifest, digest: str, actor: str,
+            committed: list[tuple[_StagedVariant, str]]) -> VersionRecord:
+    (main, main_digest), extra = committed[0], committed[1:]
+    conn: sqlite3.Connection = registry.db.conn
+    if os.environ.get(CRASH_ENV) == "before-commit":
+        conn.set_trace_callback(_crash_on_commit)
+    try:
+        return registry.record_version(
+            model=manifest.name, version=manifest.version, fmt=main.fmt,
+            primary_file=main.primary_file, files=main.stored, digest=main_digest,
+            inputs=main.inputs, outputs=main.outputs, created_by=actor,
+            source=f"package:{pkg.resolve()}", precision=main.decl.precision,
+            variants=[Variant(s.decl.precision, s.fmt, s.primary_file, d,
+                              [f.to_dict() for f in s.stored]) for s, d in extra],
+            manifest=manifest.to_dict(), package_digest=digest)
+    except Conflict:  # pushed concurrently: same package is fine, another one is not
+        existing = _existing(registry, manifest, digest)
+        if existing is None:
+            raise
+        return existing
+    finally:
+        conn.set_trace_callback(None)
+
+
+def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
+                 max_bytes: int = MAX_EXTRACT_BYTES) -> VersionRecord:
+    """Install the package ``pkg`` (a ``.tar`` or a package directory) as one version.
+
+    Pushing the same package again returns the existing record; a different package for
+    the same name and version is a Conflict (409).
+    """
+    if not pkg.exists():
+        raise BadRequest(f"{pkg} does not exist: give a package archive (.tar) built with "
+                         "`appliance package build`, or a package directory")
+    registry.store.staging.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="pkg-", dir=registry.store.staging))
+    staged_dirs: list[Path] = []
+    try:
+        root = pkg
+        if not pkg.is_dir():
+            root = work / "package"
+            root.mkdir()
+            safe_extract(pkg, root, max_bytes=max_bytes)
+        _crash_point("after-extract")
+        mpath = find_manifest(root)
+        mbytes = mpath.read_bytes()
+        manifest = load_manifest(mbytes, filename=mpath.name)
+        digest = hashlib.sha256(mbytes).hexdigest()
+        existing = _existing(registry, manifest, digest)
+        if existing is not None:
+            return existing
+        _check_parents(registry, manifest)
+        _verify_files(root, manifest, mpath.name)
+        _crash_point("after-verify")
+        variants = [_stage_variant(registry, catalog, root, manifest, i, staged_dirs)
+                    for i in range(len(manifest.variants))]
+        committed = [(s, registry.store.commit(s.staged, s.stored)[0]) for s in variants]
+        _crash_point("after-commit-files")
+        return _record(registry, pkg, manifest, digest, actor, committed)
+    finally:
+        for staged in staged_dirs:
+            registry.store.discard(staged)
+        shutil.rmtree(work, ignore_errors=True)

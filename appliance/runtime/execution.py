@@ -1,0 +1,139 @@
+"""How one loaded version executes requests: inline, on its instance pool, or through
+its dynamic batcher; with deadlines, admission control and latency statistics.
+
+The inline path (cheap models, no batching, one instance) costs a function call: no
+thread hop, no queue. Everything else goes through a bounded number of worker threads
+(``instances``), so a slow model cannot take every thread of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..backend import LoadedModel
+from ..errors import GatewayTimeout, ServiceUnavailable
+from ..settings import ModelServing
+from .batcher import BatchConfig, DynamicBatcher
+
+
+class Execution:
+    def __init__(self, name: str, model: LoadedModel, serving: ModelServing, *,
+                 inline: bool, default_instances: int = 1) -> None:
+        self.name = name
+        self.model = model
+        self.serving = serving
+        self.instances = serving.instances or default_instances
+        self.latencies: deque[float] = deque(maxlen=1024)  # seconds, end to end
+        self.samples_total = 0
+        self.decisions: Any = ()  # the autoscaler's recent decisions
+        self.inflight = 0
+        self.batcher: DynamicBatcher | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        if serving.max_batch_size > 1:
+            self.batcher = DynamicBatcher(name, model.predict, BatchConfig(
+                max_batch_size=serving.max_batch_size,
+                max_queue_delay_us=serving.max_queue_delay_us,
+                preferred_batch_sizes=list(serving.preferred_batch_sizes),
+                max_queue_size=serving.max_queue_size, instances=self.instances))
+        self.inline = inline and self.batcher is None and self.instances <= 1
+        if not self.inline and self.batcher is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self.instances, thread_name_prefix=f"infer-{name}")
+
+    def deadline(self, header_ms: str | None, parameters: Mapping[str, Any] | None) -> float | None:
+        """The request's deadline (monotonic seconds) from the header, the request's
+        ``timeout_ms`` parameter, or the model's default; None when there is none."""
+        raw: Any = header_ms
+        if raw is None and parameters:
+            raw = parameters.get("timeout_ms")
+        if raw is None:
+            raw = self.serving.timeout_ms or None
+        if raw is None:
+            return None
+        try:
+            ms = float(raw)
+        except (TypeError, ValueError):
+            from ..errors import BadRequest
+            raise BadRequest(f"request timeout must be a number of milliseconds, got {raw!r}"
+                             ) from None
+        if ms <= 0:
+            from ..errors import BadRequest
+            raise BadRequest("request timeout must be positive (milliseconds)")
+        return time.monotonic() + ms / 1000
+
+    async def run(self, inputs: Mapping[str, np.ndarray],
+                  deadline: float | None = None) -> dict[str, np.ndarray]:
+        start = time.monotonic()
+        try:
+            if self.inline:
+                return self.model.predict(inputs)
+            if self.batcher is not None:
+                return await self.batcher.submit(inputs, deadline)
+            return await self._on_pool(inputs, deadline)
+        finally:
+            self.latencies.append(time.monotonic() - start)
+            self.samples_total += 1
+
+    async def _on_pool(self, inputs: Mapping[str, np.ndarray],
+                       deadline: float | None) -> dict[str, np.ndarray]:
+        if self.inflight >= self.serving.max_queue_size:
+            raise ServiceUnavailable(
+                f"model {self.name} has {self.inflight} requests waiting "
+                f"(max_queue_size {self.serving.max_queue_size}); retry shortly",
+                headers={"Retry-After": "1"})
+        self.inflight += 1
+        try:
+            assert self._pool is not None
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._predict_before, inputs,
+                                              deadline)
+        finally:
+            self.inflight -= 1
+
+    def _predict_before(self, inputs: Mapping[str, np.ndarray],
+                        deadline: float | None) -> dict[str, np.ndarray]:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise GatewayTimeout(f"request deadline passed while waiting for a free instance "
+                                 f"of model {self.name}; nothing was computed")
+        return self.model.predict(inputs)
+
+    def resize(self, instances: int) -> None:
+        self.instances = max(1, instances)
+        if self.batcher is not None:
+            self.batcher.resize(self.instances)
+        elif self._pool is not None:
+            self._pool._max_workers = self.instances  # grows lazily; idle threads stay
+
+    def p95_ms(self) -> float | None:
+        if len(self.latencies) < 20:
+            return None
+        return float(np.percentile(np.fromiter(self.latencies, float), 95) * 1000)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"instances": self.instances, "inline": self.inline}
+        if self.batcher is not None:
+            cfg = self.batcher.config
+            info["dynamic_batching"] = {"max_batch_size": cfg.max_batch_size,
+                                        "max_queue_delay_us": cfg.max_queue_delay_us,
+                                        "preferred_batch_sizes": cfg.preferred_batch_sizes,
+                                        "max_queue_size": cfg.max_queue_size}
+        p95 = self.p95_ms()
+        if p95 is not None:
+            info["p95_ms"] = round(p95, 3)
+        if self.serving.autoscale:
+            info["autoscale"] = {"p95_target_ms": self.serving.p95_target_ms,
+                                 "decisions": list(self.decisions)}
+        return info
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
