@@ -24,6 +24,7 @@ from .runtime.catalog import BackendCatalog
 from .runtime.importer import import_model
 from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
+from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
 from .settings import Settings
 
@@ -61,8 +62,11 @@ class Services:
 
     watcher: RegistryWatcher | None = None
     scheduler: Any = None
+    autoscaler: ScalingController | None = None
 
     def close(self) -> None:
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         if self.watcher is not None:
@@ -122,6 +126,10 @@ def load_models(services: Services, *, watch: bool = True) -> None:
         services.watcher = RegistryWatcher(services.settings.registry_path, services.repository,
                                            services.settings.registry_poll_s)
         services.watcher.start()
+    if services.autoscaler is None and any(m.autoscale for m in
+                                           services.settings.models.values()):
+        services.autoscaler = ScalingController(services.repository)
+        services.autoscaler.start()
     if services.settings.scheduler and services.scheduler is None:
         services.scheduler = start_scheduler(services.settings)
 

@@ -144,3 +144,29 @@ def test_inputs_with_different_batch_dims_are_refused():
 
     with pytest.raises(BadRequest, match="same first"):
         asyncio.run(scenario())
+
+
+def test_autoscaler_raises_instances_when_p95_misses_the_target_and_logs_it(
+        tmp_path, ort_plugin_manager):
+    from appliance.runtime.scaling import ScalingController
+
+    services = make_services(tmp_path / "var", ort_plugin_manager, models={
+        "m": {"instances": 1, "autoscale": True, "p95_target_ms": 0.000001,
+              "max_instances": 3}},
+        inline_threshold_us=0)
+    import_model(services.registry, services.catalog, scale_model(tmp_path / "m.onnx", 2),
+                 name="m")
+    server = serve(services)
+    try:
+        controller = ScalingController(services.repository)
+        for _ in range(4):  # four ticks of sustained "slow" traffic
+            for _ in range(25):
+                r = httpx.post(f"{server.url}/v2/models/m/infer",
+                               json=body(np.ones((1, 2), np.float32)))
+                assert r.status_code == 200
+            controller.tick()
+        meta = httpx.get(f"{server.url}/v2/models/m").json()["parameters"]
+        assert meta["instances"] == 2
+        assert meta["autoscale"]["decisions"][0]["action"] == "instances -> 2"
+    finally:
+        server.stop()
