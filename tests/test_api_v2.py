@@ -148,3 +148,9 @@ def test_body_over_the_size_limit_is_413(tmp_path, ort_plugin_manager):
             _still_serving(c)
     finally:
         server.stop()
+
+
+def test_get_on_infer_is_405_naming_post(client):
+    r = client.get("/v2/models/breast_cancer/infer")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert "POST" in r.json()["error"]

@@ -154,3 +154,26 @@ def test_load_that_exceeds_its_timeout_fails_with_the_reason(tmp_path, ort_plugi
     services.repository.load_timeout_s = 0.2
     served = services.repository.load(services.registry.version("m", "1"))
     assert served.state == "failed" and "load_timeout_s" in served.reason
+
+
+def _set_manifest(services, manifest: dict) -> None:
+    import json
+    db = services.registry.db
+    with transaction(db):
+        db.execute("UPDATE versions SET manifest = ? WHERE model = 'm'", [json.dumps(manifest)])
+
+
+def test_warm_up_uses_the_package_inputs_and_a_failing_warm_up_fails_the_load(
+        tmp_path, ort_plugin_manager):
+    services = make_services(tmp_path / "var", ort_plugin_manager)
+    import_model(services.registry, services.catalog, scale_model(tmp_path / "a.onnx", 1), name="m")
+    good = {"warmup": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [4, 2],
+                                   "data": [1.0] * 8}]}}
+    _set_manifest(services, good)
+    served = services.repository.load(services.registry.version("m", "1"))
+    assert served.ready and served.warmup["inputs"] == "manifest"
+    bad = {"warmup": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                  "data": [1.0] * 3}]}}
+    _set_manifest(services, bad)
+    served = services.repository.load(services.registry.version("m", "1"))
+    assert served.state == "failed" and "warm-up" in served.reason

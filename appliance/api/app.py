@@ -19,6 +19,7 @@ from ..services import Services, load_models
 from .admin import HardwareController
 from .errors import EXCEPTION_HANDLERS
 from .governance import GOVERNANCE_ROUTES
+from .infer_route import InferenceFront, document_infer_routes
 from .lifecycle import LifecycleController
 from .repository import RepositoryController
 from .v2 import ModelController, ServerController
@@ -26,13 +27,14 @@ from .v2 import ModelController, ServerController
 log = logging.getLogger(__name__)
 
 
-def create_app(services: Services, *, load_in_background: bool = True) -> Litestar:
+def create_app(services: Services, *, load_in_background: bool = True) -> InferenceFront:
     """A litestar app serving ``services``; it owns them and closes them on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = services
         app.state.dataplane = services.dataplane
+        document_infer_routes(app.openapi_schema)
         if load_in_background:
             import threading
             threading.Thread(target=load_models, args=(services,), name="model-loader",
@@ -44,7 +46,7 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Litest
         finally:
             services.close()
 
-    return Litestar(
+    app = Litestar(
         # the governance DELETE shares a path with LifecycleController: it must come after
         route_handlers=[ServerController, ModelController, RepositoryController,
                         HardwareController, LifecycleController, *GOVERNANCE_ROUTES],
@@ -55,3 +57,4 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Litest
         debug=False,
         logging_config=None,  # the CLI configures logging; keep one format
     )
+    return InferenceFront(app, services)  # type: ignore[return-value]

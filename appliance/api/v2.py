@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, get
 from litestar.params import FromPath
 
 from ..dataplane import DataPlane
@@ -22,17 +22,6 @@ def _ready_body(request: Request, name: str, version: str | None) -> dict[str, A
         raise ServiceUnavailable(
             f"model {name!r} version {served.record.version} is {served.state}{why}")
     return {"name": name, "version": served.record.version, "ready": True}
-
-
-async def _infer(request: Request, name: str, version: str | None) -> Response:
-    body = await request.body()
-    headers = request.headers
-    content, extra = await _plane(request).infer(
-        name, version, body, content_type=headers.get("content-type", ""),
-        header_length=headers.get("inference-header-content-length"),
-        timeout_ms=headers.get("x-request-timeout-ms"))
-    media = extra.pop("Content-Type", MediaType.JSON)
-    return Response(content, status_code=200, media_type=media, headers=extra)
 
 
 class ServerController(Controller):
@@ -76,13 +65,3 @@ class ModelController(Controller):
     async def version_ready(self, request: Request, name: FromPath[str],
                             version: FromPath[str]) -> dict[str, Any]:
         return _ready_body(request, name, version)
-
-    @post("/{name:str}/infer", summary="Inference (default version)", status_code=200)
-    async def infer(self, request: Request, name: FromPath[str]) -> Response:
-        return await _infer(request, name, None)
-
-    @post("/{name:str}/versions/{version:str}/infer", summary="Inference on a version",
-          status_code=200)
-    async def version_infer(self, request: Request, name: FromPath[str],
-                            version: FromPath[str]) -> Response:
-        return await _infer(request, name, version)

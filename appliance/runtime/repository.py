@@ -24,7 +24,7 @@ from .catalog import BackendCatalog
 from .execution import Execution
 from .loading import ServedVersion, VersionLoader
 from .placement import Placement
-from .warmup import warm_up
+from .warmup import inputs_from_manifest, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class ModelRepository:
         record = served.record
         backend, model = self.loader.load(served)
         try:
-            served.warmup = warm_up(model)
+            served.warmup = warm_up(model, inputs=inputs_from_manifest(record.manifest))
         except Exception as exc:
             model.close()
             raise ServiceUnavailable(f"warm-up of {record.model} version {record.version} "
