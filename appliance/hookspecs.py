@@ -33,3 +33,9 @@ def appliance_hardware_facts() -> dict[str, Any] | None:
 @hookspec
 def appliance_startup(settings: Any, registry: Any) -> None:
     """Called once when ``appliance serve`` has opened the registry, before models load."""
+
+
+@hookspec(firstresult=True)
+def appliance_box_key(data_dir: Any) -> bytes | None:
+    """Return the box's 32-byte key-encryption key from a TPM, KMS or HSM, or None to
+    use ``<data_dir>/keys/box.key``; stops at the first non-None result."""

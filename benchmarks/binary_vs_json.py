@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import tritonclient.http as triton
 from onnx import TensorProto, helper
 

@@ -170,3 +170,29 @@ def test_autoscaler_raises_instances_when_p95_misses_the_target_and_logs_it(
         assert meta["autoscale"]["decisions"][0]["action"] == "instances -> 2"
     finally:
         server.stop()
+
+
+def test_overload_sheds_requests_that_would_miss_their_deadline_with_503():
+    from appliance.runtime.execution import Execution
+    from appliance.settings import ModelServing
+
+    class Model:
+        def predict(self, inputs):
+            time.sleep(0.05)
+            return {"y": inputs["x"]}
+
+    execution = Execution("slow", Model(), ModelServing(instances=1), inline=False)
+
+    async def scenario():
+        x = {"x": np.ones((1, 2), np.float32)}
+        await execution.run(x)  # learn how long one predict takes
+        deadline = time.monotonic() + 0.12  # room for about two predicts
+        tasks = [asyncio.create_task(execution.run(x, deadline)) for _ in range(8)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    execution.close()
+    shed = [r for r in results if isinstance(r, ServiceUnavailable)]
+    assert shed and all("overloaded" in r.message and r.headers["Retry-After"] for r in shed)
+    assert any(isinstance(r, dict) for r in results)
+    assert not any(isinstance(r, GatewayTimeout) for r in results[:2])

@@ -89,6 +89,9 @@ class DynamicBatcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    def queued_rows(self) -> int:
+        return sum(p.rows for p in self._queue) + self._running * self.config.max_batch_size
+
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

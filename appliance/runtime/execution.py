@@ -32,6 +32,7 @@ class Execution:
         self.instances = serving.instances or default_instances
         self.latencies: deque[float] = deque(maxlen=1024)  # seconds, end to end
         self.samples_total = 0
+        self.compute_s = 0.0  # moving average of one predict (or one batch), seconds
         self.decisions: Any = ()  # the autoscaler's recent decisions
         self.inflight = 0
         self.batcher: DynamicBatcher | None = None
@@ -41,7 +42,8 @@ class Execution:
                 max_batch_size=serving.max_batch_size,
                 max_queue_delay_us=serving.max_queue_delay_us,
                 preferred_batch_sizes=list(serving.preferred_batch_sizes),
-                max_queue_size=serving.max_queue_size, instances=self.instances))
+                max_queue_size=serving.max_queue_size, instances=self.instances),
+                on_batch=lambda rows, seconds: self._observe(seconds))
         self.inline = inline and self.batcher is None and self.instances <= 1
         if not self.inline and self.batcher is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -75,14 +77,33 @@ class Execution:
             if self.inline:
                 return self.model.predict(inputs)
             if self.batcher is not None:
+                cfg = self.batcher.config
+                self.shed_if_hopeless(self.batcher.queued_rows() / cfg.max_batch_size, deadline)
                 return await self.batcher.submit(inputs, deadline)
             return await self._on_pool(inputs, deadline)
         finally:
             self.latencies.append(time.monotonic() - start)
             self.samples_total += 1
 
+    def shed_if_hopeless(self, waiting: float, deadline: float | None) -> None:
+        """Admission control: refuse now (503 + Retry-After) a request that would wait
+        for ``waiting`` units of work ahead of it and still miss its deadline, rather
+        than queue it and blow every deadline behind it."""
+        if deadline is None or self.compute_s <= 0:
+            return
+        expected = time.monotonic() + (waiting / max(1, self.instances) + 1) * self.compute_s
+        if expected > deadline:
+            raise ServiceUnavailable(
+                f"model {self.name} is overloaded: the expected wait "
+                f"({(expected - time.monotonic()) * 1e3:.1f} ms) exceeds the request's "
+                "deadline; retry shortly", headers={"Retry-After": "1"})
+
+    def _observe(self, seconds: float) -> None:
+        self.compute_s = seconds if self.compute_s == 0 else 0.8 * self.compute_s + 0.2 * seconds
+
     async def _on_pool(self, inputs: Mapping[str, np.ndarray],
                        deadline: float | None) -> dict[str, np.ndarray]:
+        self.shed_if_hopeless(self.inflight, deadline)
         if self.inflight >= self.serving.max_queue_size:
             raise ServiceUnavailable(
                 f"model {self.name} has {self.inflight} requests waiting "
@@ -102,7 +123,10 @@ class Execution:
         if deadline is not None and time.monotonic() >= deadline:
             raise GatewayTimeout(f"request deadline passed while waiting for a free instance "
                                  f"of model {self.name}; nothing was computed")
-        return self.model.predict(inputs)
+        t0 = time.perf_counter()
+        outputs = self.model.predict(inputs)
+        self._observe(time.perf_counter() - t0)
+        return outputs
 
     def resize(self, instances: int) -> None:
         self.instances = max(1, instances)

@@ -1,0 +1,1 @@
+"""Security: keys, tokens and scopes, artifact signing and encryption, scanning."""
