@@ -12,6 +12,7 @@ through the ``appliance_box_key`` hook; then no ``box.key`` is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -97,9 +98,8 @@ class KeyStore:
         self.ensure_dir()
         path = self.dir / filename
         if not path.exists():
-            try:
+            # another process may win the race to create it: then use its key
+            with contextlib.suppress(FileExistsError):
                 _write_private(path, create())
-            except FileExistsError:
-                pass  # another process won the race: use its key
         check_private(path)
         return path.read_bytes()
