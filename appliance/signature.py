@@ -33,9 +33,24 @@ NUMPY_TO_DATATYPE: dict[str, str] = {
 DATATYPES = tuple(DATATYPE_TO_NUMPY) + ("BF16",)
 
 
+_DTYPE_CACHE: dict[Any, str] = {}
+
+
 def numpy_to_datatype(dtype: np.dtype[Any]) -> str:
     """The protocol datatype for a numpy dtype (object and string dtypes are BYTES)."""
-    dtype = np.dtype(dtype)
+    try:  # on the response path for every output: a dict hit instead of dtype arithmetic
+        return _DTYPE_CACHE[dtype]
+    except (KeyError, TypeError):
+        pass
+    result = _numpy_to_datatype(np.dtype(dtype))
+    try:
+        _DTYPE_CACHE[dtype] = result
+    except TypeError:
+        pass
+    return result
+
+
+def _numpy_to_datatype(dtype: np.dtype[Any]) -> str:
     if dtype.kind in ("O", "S", "U"):
         return "BYTES"
     try:
