@@ -6,6 +6,7 @@ outputs. Shapes use ``-1`` for a dimension of any size (usually the batch).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -43,10 +44,8 @@ def numpy_to_datatype(dtype: np.dtype[Any]) -> str:
     except (KeyError, TypeError):
         pass
     result = _numpy_to_datatype(np.dtype(dtype))
-    try:
+    with contextlib.suppress(TypeError):
         _DTYPE_CACHE[dtype] = result
-    except TypeError:
-        pass
     return result
 
 
