@@ -7,6 +7,7 @@ and encodes the response. Nothing here touches the registry database or the disk
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from . import __version__
@@ -32,8 +33,9 @@ def _version_list(repo: ModelRepository, name: str) -> list[str]:
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, auditor: Any = None) -> None:
         self.repository = repository
+        self.auditor = auditor  # audit.InferenceAuditor: a non-blocking hand-off
         self.started = False
 
     # -- server ----------------------------------------------------------------------
@@ -63,8 +65,10 @@ class DataPlane:
     # -- inference -------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, *,
                     content_type: str = "", header_length: str | None = None,
-                    timeout_ms: str | None = None) -> tuple[bytes, dict[str, str]]:
+                    timeout_ms: str | None = None,
+                    caller: str | None = None) -> tuple[bytes, dict[str, str]]:
         """Run one inference request; return the encoded body and response headers."""
+        started = time.perf_counter()
         media = content_type.split(";", 1)[0].strip().lower()
         if media not in ACCEPTED_CONTENT_TYPES:
             raise UnsupportedMediaType(
@@ -87,6 +91,7 @@ class DataPlane:
         else:
             deadline = execution.deadline(timeout_ms, request.parameters)
             outputs = await execution.run(arrays, deadline)
+        all_outputs = outputs
         if names is not None:
             outputs = {n: outputs[n] for n in names}
         body, headers = encode_response(name, served.record.version, outputs,
@@ -94,6 +99,10 @@ class DataPlane:
                                         binary_outputs=binary)
         if served.headers:
             headers.update(served.headers)
+        if self.auditor is not None:
+            self.auditor.observe(name, served.record.version, request.id, caller, arrays,
+                                 all_outputs, (time.perf_counter() - started) * 1000,
+                                 {"backend": served.backend, "inline": execution.inline})
         return body, headers
 
 

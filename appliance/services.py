@@ -8,6 +8,7 @@ from typing import Any
 
 import pluggy
 
+from .audit.runtime import AuditRuntime, open_audit
 from .dataplane import DataPlane
 from .hardware import (
     HardwareFacts,
@@ -26,6 +27,7 @@ from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
 from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
+from .security.crypto_store import plugin_box_key
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Services:
 
     watcher: RegistryWatcher | None = None
     scheduler: Any = None
+    audit: AuditRuntime | None = None
     autoscaler: ScalingController | None = None
 
     def close(self) -> None:
@@ -72,6 +75,8 @@ class Services:
         if self.watcher is not None:
             self.watcher.stop()
         self.repository.close()
+        if self.audit is not None:
+            self.audit.close()
         self.repository.registry.close()
         self.registry.close()
 
@@ -86,18 +91,23 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     for line in hardware.match.reasons:
         log.info("hardware: %s", line)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry(settings.data_dir)
+    box_key = plugin_box_key(pm, settings.data_dir)
+    registry = Registry(settings.data_dir, box_key_provider=box_key,
+                        encrypt_artifacts=settings.encrypt_artifacts)
     registry.store.clean_staging()
     catalog = BackendCatalog(pm, placement.prefer, profile=hardware.match.profile)
     # the runtime reads the registry from loader and watcher threads: its own connection
-    repository = ModelRepository(Registry(settings.data_dir), catalog,
+    repository = ModelRepository(Registry(settings.data_dir, box_key_provider=box_key,
+                                          encrypt_artifacts=settings.encrypt_artifacts), catalog,
                                  inline_threshold_us=settings.inline_threshold_us,
                                  placement=placement, load_timeout_s=settings.load_timeout_s,
                                  headers_for=_deprecation_headers(),
                                  serving=settings.models)
     pm.hook.appliance_startup(settings=settings, registry=registry)
-    return Services(settings, pm, registry, catalog, repository, DataPlane(repository),
-                    hardware)
+    audit = open_audit(settings.data_dir, settings.audit)
+    dataplane = DataPlane(repository, auditor=audit.auditor if audit else None)
+    return Services(settings, pm, registry, catalog, repository, dataplane, hardware,
+                    audit=audit)
 
 
 def seed_demo_models(services: Services) -> list[str]:
@@ -141,6 +151,10 @@ def start_scheduler(settings: Settings) -> Any:
 
     scheduler = make_scheduler(settings.data_dir, poll_s=settings.registry_poll_s)
     scheduler.start()
+    if settings.audit.enabled and settings.audit.checkpoint_minutes > 0:
+        scheduler.add_job("appliance.audit.runtime:checkpoint_job", "interval",
+                          minutes=settings.audit.checkpoint_minutes, id="audit-checkpoint",
+                          args=[str(settings.data_dir.resolve())], replace_existing=True)
     try:
         from .lifecycle.retention import apply_retention_job
     except ImportError:

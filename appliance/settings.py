@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from .audit.settings import AuditSettings
 from .errors import ConfigError
 
 
@@ -68,10 +69,17 @@ class Settings(msgspec.Struct, kw_only=True):
     registry_poll_s: float = 1.0
     #: per-model serving configuration (batching, instances, deadlines, SLO)
     models: dict[str, ModelServing] = msgspec.field(default_factory=dict)
+    #: the tamper-evident audit log (docs/security.md)
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     #: run scheduled work in this process (promotions, retention); one process per data dir
     scheduler: bool = True
     #: seconds a model may take to load and warm up before it is marked failed
     load_timeout_s: float = 120.0
+    #: encrypt stored model files at rest (AES-256-GCM data keys wrapped by the box key)
+    encrypt_artifacts: bool = True
+    #: stage -> "required" | "optional": promotion to the stage needs a signed package
+    signing_policy: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"production": "required"})
 
     @property
     def registry_path(self) -> Path:

@@ -19,6 +19,15 @@ from appliance.services import Services, build_services, seed_demo_models  # noq
 from appliance.settings import load_settings  # noqa: E402
 from appliance.testing.server import ServerThread  # noqa: E402
 
+UNSIGNED_OK = "signing_policy = {}\n"
+
+
+def unsigned_config(directory: Path) -> Path:
+    """A config file for CLI subprocesses that promote unsigned test models."""
+    path = directory / "unsigned-ok.toml"
+    path.write_text(UNSIGNED_OK)
+    return path
+
 
 @pytest.fixture
 def ort_plugin_manager():
@@ -27,8 +36,9 @@ def ort_plugin_manager():
 
 
 def make_services(data_dir: Path, pm, **overrides) -> Services:
-    settings = load_settings({"data_dir": data_dir, "scheduler": False, **overrides},
-                             environ={})
+    # unsigned toy models are promoted in most tests; signing has its own tests
+    base = {"data_dir": data_dir, "scheduler": False, "signing_policy": {}}
+    settings = load_settings({**base, **overrides}, environ={})
     return build_services(settings, pm=pm)
 
 

@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_services, serve
+from conftest import make_services, serve, unsigned_config
 from models import scale_model
 
 from appliance.registry import Registry
@@ -90,7 +91,8 @@ def test_deprecated_version_answers_with_deprecation_sunset_and_link(lifecycle_s
 
 
 def _cli(data_dir, *args) -> subprocess.Popen:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir),
+           "APPLIANCE_CONFIG": str(unsigned_config(Path(data_dir).parent))}
     env.pop("APPLIANCE_DISABLE_PLUGIN_AUTOLOAD", None)
     return subprocess.Popen([sys.executable, "-m", "appliance.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import unsigned_config
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.testing import TestClient
@@ -55,6 +56,7 @@ def catalog(ort_plugin_manager):
 
 
 def settings_for(tmp_path: Path, **overrides):
+    overrides.setdefault("signing_policy", {})  # unsigned toy models; signing is tested apart
     return load_settings({"data_dir": tmp_path / "var", **overrides}, environ={})
 
 
@@ -243,7 +245,8 @@ def test_rollback_refused_when_target_lacks_a_consumed_output(registry, catalog,
 
 # -- the real CLI --------------------------------------------------------------------------
 def cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir),
+           "APPLIANCE_CONFIG": str(unsigned_config(Path(data_dir).parent))}
     env.pop("APPLIANCE_DISABLE_PLUGIN_AUTOLOAD", None)
     code = "import appliance.cli.lifecycle; from appliance.cli import main; main()"
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import appliance_onnxruntime
 import pytest
+from conftest import unsigned_config
 from models import scale_model
 
 from appliance.lifecycle import schedule
@@ -34,7 +35,8 @@ def probe(path: str) -> None:
 
 
 def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data_dir),
+           "APPLIANCE_CONFIG": str(unsigned_config(Path(data_dir).parent))}
     env.pop("APPLIANCE_CONFIG", None)
     return subprocess.run([sys.executable, "-c", CLI, *args], env=env, capture_output=True,
                           text=True, timeout=60)

@@ -6,11 +6,15 @@ from typing import Any
 
 from litestar import Controller, Request, get
 
+from ..security.scopes import READ
+from .auth import requires
+
 
 class HardwareController(Controller):
     path = "/v1/hardware"
     tags = ["admin"]
 
-    @get("/", summary="Hardware facts, the matched profile and why")
+    @get("/", summary="Hardware facts, the matched profile and why",
+         guards=[requires(READ)])
     async def hardware(self, request: Request) -> dict[str, Any]:
         return request.app.state.services.hardware.report()  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ from .. import __version__
 from ..services import Services, load_models
 from .admin import HardwareController
 from .errors import EXCEPTION_HANDLERS
+from .export import ExportController
 from .governance import GOVERNANCE_ROUTES
 from .infer_route import InferenceFront, document_infer_routes
 from .lifecycle import LifecycleController
@@ -49,7 +50,8 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Infere
     app = Litestar(
         # the governance DELETE shares a path with LifecycleController: it must come after
         route_handlers=[ServerController, ModelController, RepositoryController,
-                        HardwareController, LifecycleController, *GOVERNANCE_ROUTES],
+                        HardwareController, LifecycleController, ExportController,
+                        *GOVERNANCE_ROUTES],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=services.settings.max_body_bytes,

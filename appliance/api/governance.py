@@ -20,6 +20,8 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from ..errors import BadRequest
 from ..registry import Registry
+from ..security.scopes import READ, WRITE
+from .auth import requires
 
 T = TypeVar("T")
 
@@ -82,7 +84,7 @@ class ConsumerController(Controller):
     path = "/v1/consumers"
     tags = ["governance"]
 
-    @get("/", summary="Consumers of every model, or of ?model=")
+    @get("/", summary="Consumers of every model, or of ?model=", guards=[requires(READ)])
     async def consumers(self, request: Request,
                         model: FromQuery[str | None] = None) -> list[dict[str, Any]]:
         from ..lifecycle.consumers import list_consumers
@@ -90,7 +92,8 @@ class ConsumerController(Controller):
         found = await _with_registry(request, lambda r: list_consumers(r, model))
         return [c.to_dict() for c in found]
 
-    @post("/", status_code=200, summary="Register a consumer of a model")
+    @post("/", status_code=200, summary="Register a consumer of a model",
+          guards=[requires(WRITE)])
     async def add(self, request: Request, data: JSONBody[ConsumerBody]) -> dict[str, Any]:
         from ..lifecycle.consumers import add_consumer
 
@@ -103,7 +106,7 @@ class GovernanceController(Controller):
     path = "/v1/models"
     tags = ["governance"]
 
-    @get("/{name:str}/versions/{version:str}/lineage",
+    @get("/{name:str}/versions/{version:str}/lineage", guards=[requires(READ)],
          summary="Training job, parents (recursively) and stage history of a version")
     async def lineage(self, request: Request, name: FromPath[str],
                       version: FromPath[str]) -> dict[str, Any]:
@@ -112,6 +115,7 @@ class GovernanceController(Controller):
         return await _with_registry(request, lambda r: lineage(r, name, version))
 
     @post("/{name:str}/versions/{version:str}/hold", status_code=200,
+          guards=[requires(WRITE)],
           summary="Place a legal hold: no deletion until released")
     async def hold(self, request: Request, name: FromPath[str], version: FromPath[str],
                    data: JSONBody[HoldBody]) -> dict[str, Any]:
@@ -122,6 +126,7 @@ class GovernanceController(Controller):
         return hold.to_dict()
 
     @post("/{name:str}/versions/{version:str}/release", status_code=200,
+          guards=[requires(WRITE)],
           summary="Release the legal holds on a version")
     async def release(self, request: Request, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[ReleaseBody]) -> list[dict[str, Any]]:
@@ -131,6 +136,7 @@ class GovernanceController(Controller):
         return [h.to_dict() for h in holds]
 
     @post("/{name:str}/versions/{version:str}/deprecate", status_code=200,
+          guards=[requires(WRITE)],
           summary="Record a deprecation (dates, successor) and notify the model's consumers")
     async def deprecate(self, request: Request, name: FromPath[str], version: FromPath[str],
                         data: JSONBody[DeprecateBody]) -> dict[str, Any]:
@@ -143,6 +149,7 @@ class GovernanceController(Controller):
 
 
 @delete("/v1/models/{name:str}/versions/{version:str}", status_code=200, tags=["governance"],
+        guards=[requires(WRITE)],
         summary="Delete an archived, failed or registered version (409 while held); "
                 "actor and reason in the JSON body or the query string")
 async def delete_model_version(request: Request, name: FromPath[str],

@@ -20,6 +20,8 @@ from litestar.params import FromPath, JSONBody
 from ..lifecycle.gates import approvals, approve
 from ..lifecycle.promotion import current_production, promote, rollback, stage_history
 from ..registry import Registry
+from ..security.scopes import APPROVE, PROMOTE, READ
+from .auth import requires
 
 T = TypeVar("T")
 
@@ -66,7 +68,7 @@ class LifecycleController(Controller):
     path = "/v1/models"
     tags = ["lifecycle"]
 
-    @get("/", summary="Registered models, their versions and stages")
+    @get("/", summary="Registered models, their versions and stages", guards=[requires(READ)])
     async def list_models(self, request: Request) -> list[dict[str, Any]]:
         def work(registry: Registry) -> list[dict[str, Any]]:
             out = []
@@ -80,11 +82,11 @@ class LifecycleController(Controller):
 
         return await _with_registry(request, work)
 
-    @get("/{name:str}", summary="One model with every version")
+    @get("/{name:str}", summary="One model with every version", guards=[requires(READ)])
     async def model(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
         return await _with_registry(request, lambda r: r.model(name).to_dict())
 
-    @get("/{name:str}/versions/{version:str}",
+    @get("/{name:str}/versions/{version:str}", guards=[requires(READ)],
          summary="One version with its stage history and approvals")
     async def version(self, request: Request, name: FromPath[str],
                       version: FromPath[str]) -> dict[str, Any]:
@@ -97,6 +99,7 @@ class LifecycleController(Controller):
         return await _with_registry(request, work)
 
     @post("/{name:str}/versions/{version:str}/promote", status_code=200,
+          guards=[requires(PROMOTE)],
           summary="Move a version to another stage, after its gates and a load check")
     async def promote_version(self, request: Request, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[PromoteBody]) -> dict[str, Any]:
@@ -109,13 +112,14 @@ class LifecycleController(Controller):
         return summary
 
     @post("/{name:str}/versions/{version:str}/approve", status_code=200,
+          guards=[requires(APPROVE)],
           summary="Approve a version for production (not by its pusher)")
     async def approve_version(self, request: Request, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[ApproveBody]) -> dict[str, Any]:
         return await _with_registry(
             request, lambda r: approve(r, name, version, data.approver, data.reason))
 
-    @post("/{name:str}/rollback", status_code=200,
+    @post("/{name:str}/rollback", status_code=200, guards=[requires(PROMOTE)],
           summary="Put an earlier production version back into production")
     async def rollback_model(self, request: Request, name: FromPath[str],
                        data: JSONBody[RollbackBody]) -> dict[str, Any]:

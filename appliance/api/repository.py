@@ -9,6 +9,8 @@ from litestar import Controller, Request, post
 from litestar.params import FromPath
 
 from ..runtime.repository import ModelRepository
+from ..security.scopes import ADMIN, READ
+from .auth import requires
 
 
 def _repo(request: Request) -> ModelRepository:
@@ -19,7 +21,8 @@ class RepositoryController(Controller):
     path = "/v2/repository"
     tags = ["repository"]
 
-    @post("/index", summary="Every version this server knows, with its state", status_code=200)
+    @post("/index", summary="Every version this server knows, with its state", status_code=200,
+          guards=[requires(READ)])
     async def index(self, request: Request) -> list[dict[str, Any]]:
         body = await request.body()
         only_ready = b'"ready":true' in body.replace(b" ", b"")
@@ -28,7 +31,7 @@ class RepositoryController(Controller):
                 if s.ready or not only_ready]
 
     @post("/models/{name:str}/load", summary="Load a model's serving versions",
-          status_code=200)
+          status_code=200, guards=[requires(ADMIN)])
     async def load(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
         loaded = await anyio.to_thread.run_sync(_repo(request).load_model, name)
         failed = [f"version {s.record.version}: {s.reason}" for s in loaded if not s.ready]
@@ -38,7 +41,7 @@ class RepositoryController(Controller):
         return {}
 
     @post("/models/{name:str}/unload", summary="Unload every version of a model",
-          status_code=200)
+          status_code=200, guards=[requires(ADMIN)])
     async def unload(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
         await anyio.to_thread.run_sync(_repo(request).unload_model, name)
         return {}

@@ -9,6 +9,7 @@ from litestar.params import FromPath
 
 from ..dataplane import DataPlane
 from ..errors import ServiceUnavailable
+from .auth import AUTHENTICATED, MODEL_ACCESS, requires
 
 
 def _plane(request: Request) -> DataPlane:
@@ -28,7 +29,7 @@ class ServerController(Controller):
     path = "/v2"
     tags = ["server"]
 
-    @get("/", summary="Server metadata")
+    @get("/", summary="Server metadata", guards=[requires(AUTHENTICATED)])
     async def metadata(self, request: Request) -> dict[str, Any]:
         return _plane(request).server_metadata()
 
@@ -48,20 +49,24 @@ class ModelController(Controller):
     path = "/v2/models"
     tags = ["models"]
 
-    @get("/{name:str}", summary="Model metadata (default version)")
+    @get("/{name:str}", summary="Model metadata (default version)",
+         guards=[requires(MODEL_ACCESS)])
     async def metadata(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
         return _plane(request).model_metadata(name, None)
 
-    @get("/{name:str}/versions/{version:str}", summary="Model version metadata")
+    @get("/{name:str}/versions/{version:str}", summary="Model version metadata",
+         guards=[requires(MODEL_ACCESS)])
     async def version_metadata(self, request: Request, name: FromPath[str],
                                version: FromPath[str]) -> dict[str, Any]:
         return _plane(request).model_metadata(name, version)
 
-    @get("/{name:str}/ready", summary="Model readiness (default version)")
+    @get("/{name:str}/ready", summary="Model readiness (default version)",
+         guards=[requires(MODEL_ACCESS)])
     async def ready(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
         return _ready_body(request, name, None)
 
-    @get("/{name:str}/versions/{version:str}/ready", summary="Model version readiness")
+    @get("/{name:str}/versions/{version:str}/ready", summary="Model version readiness",
+         guards=[requires(MODEL_ACCESS)])
     async def version_ready(self, request: Request, name: FromPath[str],
                             version: FromPath[str]) -> dict[str, Any]:
         return _ready_body(request, name, version)

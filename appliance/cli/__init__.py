@@ -72,7 +72,18 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 def _register_commands() -> None:
     # imported for their @main.command side effects
-    from . import governance, hardware, lifecycle, models, package, schedule, serve  # noqa: F401
+    from . import (  # noqa: F401
+        audit,
+        governance,
+        hardware,
+        lifecycle,
+        models,
+        package,
+        scan,
+        schedule,
+        security,
+        serve,
+    )
 
 
 _register_commands()

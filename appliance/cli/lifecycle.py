@@ -43,7 +43,6 @@ def _parse_at(_ctx: click.Context, _param: click.Parameter,
 
 def load_check(registry: Any, timeout_s: float) -> Any:
     """A loader: load the version's main files in-process, warm it up, close it."""
-    from ..backend import ModelSource
     from ..errors import ServiceUnavailable
     from ..plugins import get_plugin_manager
     from ..runtime.catalog import BackendCatalog
@@ -52,7 +51,7 @@ def load_check(registry: Any, timeout_s: float) -> Any:
     catalog = BackendCatalog(get_plugin_manager())
 
     def check(record: Any) -> None:
-        source = ModelSource(registry.artifact_path(record), record.format)
+        source = registry.model_source(record)
         outcome: dict[str, BaseException | None] = {"error": None}
 
         def work() -> None:

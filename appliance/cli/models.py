@@ -19,10 +19,13 @@ def models() -> None:
 
 
 def _open_registry(ctx: click.Context, data_dir: Path | None) -> Any:
+    from ..plugins import get_plugin_manager
     from ..registry import Registry
+    from ..security.crypto_store import plugin_box_key
 
     settings = settings_from(ctx, data_dir=data_dir)
-    return Registry(settings.data_dir)
+    return Registry(settings.data_dir, encrypt_artifacts=settings.encrypt_artifacts,
+                    box_key_provider=plugin_box_key(get_plugin_manager(), settings.data_dir))
 
 
 def _variant(value: str) -> tuple[str, Path]:

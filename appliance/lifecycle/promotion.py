@@ -19,6 +19,8 @@ from typing import Any
 from ..errors import ApplianceError, Conflict
 from ..registry import Registry, VersionRecord
 from ..registry.db import bump_generation, transaction
+from ..security.signing import check_signing
+from ..security.trust import publishers
 from ..settings import Settings
 from .gates import check_approvals, check_freeze, check_signature, consumers, needs_approval
 from .stages import SERVING, check_transition
@@ -100,6 +102,9 @@ def _promote(registry: Registry, settings: Settings, model: str, version: str, t
     at_dt = now or datetime.now(UTC)
     record = registry.version(model, version)
     check_transition(model, version, record.stage, to)
+    if not _rollback:
+        check_signing(record, to, settings.signing_policy,
+                      trusted_key_ids=set(publishers(registry.keys.dir).by_id()))
     current = current_production(registry, model) if to == "production" else None
     detail: dict[str, Any] = {}
     if to == "production" and not _rollback:

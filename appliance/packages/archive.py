@@ -7,6 +7,10 @@ The package directory holds the manifest and exactly the files it lists: an unli
 file is refused (it would be shipped unverified), and so is a symlink or special file.
 A missing ``sha256``/``size`` is computed and written into the archived manifest; a
 wrong one is refused, naming the file.
+
+A signed package (``appliance package sign``, :mod:`appliance.security.signing`) also
+holds ``model.sig`` next to the manifest; it is archived as it is, after checking that it
+signs these exact manifest bytes.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from ..errors import BadRequest
 from ..registry.store import CHUNK, sha256_file
+from ..security.signing import SIGNATURE_NAME, parse_signature, sign_manifest
 from .manifest import dump_manifest, find_manifest, load_manifest
 
 #: default limit on the total size of the files in an archive being extracted
@@ -57,9 +65,9 @@ def _tarinfo(name: str, *, size: int = 0, directory: bool = False) -> tarfile.Ta
     return info
 
 
-def build_package(src_dir: Path, out: Path) -> str:
-    """Check ``src_dir`` against its manifest and write the archive ``out``; return the
-    archive's sha256. Building the same directory twice gives the same bytes."""
+def complete_manifest(src_dir: Path) -> tuple[str, bytes, dict[str, int], bool]:
+    """Check ``src_dir`` against its manifest: (manifest file name, the complete manifest
+    bytes, size of each listed file, whether sha256/size had to be filled in)."""
     if not src_dir.is_dir():
         raise BadRequest(f"{src_dir} is not a directory: give the package directory "
                          "(the one holding model.toml)")
@@ -68,7 +76,7 @@ def build_package(src_dir: Path, out: Path) -> str:
     mname = manifest_path.name
     listed = {entry.path: entry for v in manifest.variants for entry in v.files}
     on_disk = set(list_files(src_dir))
-    unlisted = sorted(set(on_disk) - set(listed) - {mname})
+    unlisted = sorted(set(on_disk) - set(listed) - {mname, SIGNATURE_NAME})
     if unlisted:
         raise BadRequest(f"{src_dir}: files not listed in {mname}: {', '.join(unlisted)}; "
                          "list them under a variant's files or remove them")
@@ -92,8 +100,53 @@ def build_package(src_dir: Path, out: Path) -> str:
             sizes[entry.path] = size
     data = dump_manifest(manifest, mname) if filled else manifest_path.read_bytes()
     load_manifest(data, filename=mname)  # the archived manifest must be complete
+    return mname, data, sizes, filled
+
+
+def sign_package(src_dir: Path, private_key: Ed25519PrivateKey) -> tuple[Path, bool]:
+    """Write ``src_dir/model.sig`` signing its complete manifest; return its path and
+    whether the manifest file was rewritten with the sha256/size it lacked (a signature
+    pins the hashes, so they must be in the manifest itself)."""
+    mname, data, _, filled = complete_manifest(src_dir)
+    if filled:
+        _replace(src_dir / mname, data)
+    _replace(src_dir / SIGNATURE_NAME, sign_manifest(data, private_key))
+    return src_dir / SIGNATURE_NAME, filled
+
+
+def _replace(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)
+    os.replace(tmp, path)
+
+
+def _signature(src_dir: Path, mname: str, data: bytes, filled: bool) -> bytes | None:
+    """``model.sig``'s bytes if the package is signed; BadRequest if it does not sign
+    ``data`` (the manifest changed, or lacked hashes, after signing)."""
+    path = src_dir / SIGNATURE_NAME
+    if not path.exists():
+        return None
+    sig = path.read_bytes()
+    doc = parse_signature(sig)
+    if filled or doc["manifest_sha256"] != sha256_bytes(data):
+        raise BadRequest(f"{SIGNATURE_NAME} does not sign this {mname} (it changed after "
+                         f"signing, or lacks sha256/size): run `appliance package sign "
+                         f"{src_dir} --key KEY.pem` again, or remove {SIGNATURE_NAME}")
+    return sig
+
+
+def build_package(src_dir: Path, out: Path) -> str:
+    """Check ``src_dir`` against its manifest and write the archive ``out``; return the
+    archive's sha256. Building the same directory twice gives the same bytes."""
+    mname, data, sizes, filled = complete_manifest(src_dir)
+    sig = _signature(src_dir, mname, data, filled)
+    extra = {mname: data, **({SIGNATURE_NAME: sig} if sig is not None else {})}
     dirs = {p.as_posix() for name in sizes for p in Path(name).parents if p != Path(".")}
-    names = sorted([*sizes, mname, *dirs])
+    names = sorted([*sizes, *extra, *dirs])
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     tmp = Path(tmp_name)
@@ -104,8 +157,9 @@ def build_package(src_dir: Path, out: Path) -> str:
                     try:
                         if name in dirs:
                             tar.addfile(_tarinfo(name, directory=True))
-                        elif name == mname:
-                            tar.addfile(_tarinfo(name, size=len(data)), io.BytesIO(data))
+                        elif name in extra:
+                            tar.addfile(_tarinfo(name, size=len(extra[name])),
+                                        io.BytesIO(extra[name]))
                         else:
                             with (src_dir / name).open("rb") as f:
                                 tar.addfile(_tarinfo(name, size=sizes[name]), f)

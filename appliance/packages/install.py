@@ -6,12 +6,21 @@ staging directories are removed on the way out):
 1. extract the archive into ``artifacts/.staging/pkg-*`` (:func:`safe_extract`);
 2. load the manifest; if the version is already registered, return it when its package
    digest (sha256 of the manifest bytes) is the same, else Conflict naming both digests;
+2b. verify ``model.sig`` when the package has one (:mod:`appliance.security.signing`):
+   a signature from an untrusted key, or one that does not match, is refused; re-pushing
+   an unsigned version's package with a valid signature attaches it;
 3. check lineage parents are registered (NotFound otherwise);
 4. verify every listed file's size and sha256, refuse unlisted files;
-5. per variant: stage the files (copied, hashed, fsynced), load them with the backend
-   catalog, and compare the loaded signature with the manifest's (names and datatypes);
+4b. security review (:mod:`appliance.security.scan`): pickles, paths or external data
+   reaching outside the package, custom ops, oversized tensors are refused before any
+   backend parses the files;
+5. per variant: stage the files (copied, hashed, fsynced; encrypted while copied when
+   the store encrypts), load them with the backend catalog (decrypting into memory), and
+   compare the loaded signature with the manifest's (names and datatypes);
 6. move each staged variant to its content address (a rename; idempotent);
-7. record the version, manifest and package digest in ONE SQLite transaction.
+7. record the version, manifest and package digest in ONE SQLite transaction (the
+   manifest record keeps the signature, ``signature``, and the manifest's exact bytes,
+   ``source_manifest``, so an export can ship the package as it was signed).
 
 A crash between 6 and 7 leaves content-addressed directories no row points at: they are
 harmless, and the next push of the same package reuses them. Leftovers in
@@ -25,6 +34,8 @@ its ``COMMIT`` runs). Used by the crash tests only; unset, it does nothing.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 import signal
@@ -32,17 +43,23 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from ..backend import ModelSource
 from ..errors import BadRequest, Conflict, NotFound
 from ..registry import Registry, Variant, VersionRecord
-from ..registry.store import StoredFile, sha256_file
+from ..registry.db import now, transaction
+from ..registry.store import StoredFile, plain_facts
 from ..runtime.catalog import BackendCatalog
 from ..runtime.importer import model_files
+from ..security.fingerprint import package_fingerprints, store_fingerprints
+from ..security.sbom import package_sbom, store_sbom
+from ..security.scan import ScanPolicy, raise_if_refused, scan_package
+from ..security.signing import SIGNATURE_NAME, verify_package_signature
 from ..signature import TensorSpec
 from .archive import MAX_EXTRACT_BYTES, list_files, safe_extract
 from .manifest import Manifest, TensorDecl, VariantDecl, find_manifest, load_manifest
 
+log = logging.getLogger(__name__)
 CRASH_ENV = "APPLIANCE_TEST_CRASH_AT"
 CRASH_STEPS = ("after-extract", "after-verify", "after-commit-files", "before-commit")
 
@@ -111,17 +128,16 @@ def _check_parents(registry: Registry, manifest: Manifest) -> None:
 def _verify_files(root: Path, manifest: Manifest, mname: str) -> None:
     listed = {e.path: e for v in manifest.variants for e in v.files}
     on_disk = set(list_files(root))
-    unlisted = sorted(on_disk - set(listed) - {mname})
+    unlisted = sorted(on_disk - set(listed) - {mname, SIGNATURE_NAME})
     if unlisted:
         raise BadRequest(f"the package holds files not listed in {mname}: {', '.join(unlisted)}")
     for path, entry in listed.items():
         if path not in on_disk:
             raise BadRequest(f"{path} is listed in {mname} but missing from the package")
-        size = (root / path).stat().st_size
+        digest, size = plain_facts(root / path)
         if size != entry.size:
             raise BadRequest(f"{path}: size mismatch: {mname} says {entry.size} bytes, the "
                              f"file has {size} (the package is damaged or was changed)")
-        digest = sha256_file(root / path)
         if digest != entry.sha256:
             raise BadRequest(f"{path}: sha256 mismatch: {mname} says {entry.sha256}, the file "
                              f"has {digest} (the package is damaged or was changed)")
@@ -145,12 +161,15 @@ def _stage_variant(registry: Registry, catalog: BackendCatalog, root: Path,
         raise BadRequest(f"{where}: two files share a file name ({', '.join(paths)}): a "
                          "variant's files are stored side by side in one directory")
     catalog.choose(fmt)  # fail fast when nothing loads this format
-    staged, stored = registry.store.stage([root / p for p in paths])
+    staged, stored = registry.store.stage([root / p for p in paths], sealed=True)
     staged_dirs.append(staged)
     for entry, got in zip(decl.files, stored):
         if got.sha256 != entry.sha256:
             raise BadRequest(f"{entry.path} changed while it was being installed")
-    model = catalog.load(ModelSource(staged / PurePosixPath(decl.primary).name, fmt))[1]
+    # load what will be stored (decrypted into memory), not the package's copy
+    source = registry.store.source(staged / PurePosixPath(decl.primary).name, fmt,
+                                   {f.name: f.sha256 for f in stored})
+    model = catalog.load(source)[1]
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
     finally:
@@ -163,8 +182,37 @@ def _stage_variant(registry: Registry, catalog: BackendCatalog, root: Path,
     return _StagedVariant(decl, fmt, staged, stored, inputs, outputs)
 
 
+def _manifest_record(manifest: Manifest, mname: str, mbytes: bytes,
+                     signature: dict[str, str] | None) -> dict[str, Any]:
+    """What ``versions.manifest`` keeps: the parsed manifest, plus the signature and the
+    manifest's exact bytes (a signature signs bytes, not the parsed fields)."""
+    data = manifest.to_dict()
+    # a manifest that parsed is UTF-8 (TOML and JSON both require it)
+    data["source_manifest"] = {"file": mname, "text": mbytes.decode("utf-8")}
+    if signature is not None:
+        data["signature"] = signature
+    return data
+
+
+def _attach_signature(registry: Registry, record: VersionRecord, manifest: Manifest,
+                      mname: str, mbytes: bytes, signature: dict[str, str],
+                      actor: str) -> VersionRecord:
+    """Record a signature for a version pushed unsigned with the same manifest bytes."""
+    data = {**record.manifest, **_manifest_record(manifest, mname, mbytes, signature)}
+    with transaction(registry.db):
+        registry.db.execute("UPDATE versions SET manifest = ? WHERE model = ? AND version = ?",
+                            [json.dumps(data), record.model, record.version])
+        registry.db.execute(
+            "INSERT INTO events (at, actor, action, model, version, detail) VALUES "
+            "(?, ?, 'sign', ?, ?, ?)",
+            [now(), actor, record.model, record.version,
+             json.dumps({k: signature[k] for k in ("key_id", "publisher")})])
+    return registry.version(record.model, record.version)
+
+
 def _record(registry: Registry, pkg: Path, manifest: Manifest, digest: str, actor: str,
-            committed: list[tuple[_StagedVariant, str]]) -> VersionRecord:
+            committed: list[tuple[_StagedVariant, str]],
+            manifest_record: dict[str, Any]) -> VersionRecord:
     (main, main_digest), extra = committed[0], committed[1:]
     conn: sqlite3.Connection = registry.db.conn
     if os.environ.get(CRASH_ENV) == "before-commit":
@@ -177,7 +225,7 @@ def _record(registry: Registry, pkg: Path, manifest: Manifest, digest: str, acto
             source=f"package:{pkg.resolve()}", precision=main.decl.precision,
             variants=[Variant(s.decl.precision, s.fmt, s.primary_file, d,
                               [f.to_dict() for f in s.stored]) for s, d in extra],
-            manifest=manifest.to_dict(), package_digest=digest)
+            manifest=manifest_record, package_digest=digest)
     except Conflict:  # pushed concurrently: same package is fine, another one is not
         existing = _existing(registry, manifest, digest)
         if existing is None:
@@ -187,12 +235,21 @@ def _record(registry: Registry, pkg: Path, manifest: Manifest, digest: str, acto
         conn.set_trace_callback(None)
 
 
+def _security_review(root: Path, pkg: Path, policy: ScanPolicy | None) -> None:
+    report = scan_package(root, policy=policy)
+    for finding in report.of("warn"):
+        log.warning("security scan of %s: %s: %s", pkg, finding.file, finding.message)
+    raise_if_refused(report, str(pkg))
+
+
 def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
-                 max_bytes: int = MAX_EXTRACT_BYTES) -> VersionRecord:
+                 max_bytes: int = MAX_EXTRACT_BYTES,
+                 scan_policy: ScanPolicy | None = None) -> VersionRecord:
     """Install the package ``pkg`` (a ``.tar`` or a package directory) as one version.
 
     Pushing the same package again returns the existing record; a different package for
-    the same name and version is a Conflict (409).
+    the same name and version is a Conflict (409). ``scan_policy`` tunes the security
+    review (default :class:`ScanPolicy`).
     """
     if not pkg.exists():
         raise BadRequest(f"{pkg} does not exist: give a package archive (.tar) built with "
@@ -211,17 +268,31 @@ def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, acto
         mbytes = mpath.read_bytes()
         manifest = load_manifest(mbytes, filename=mpath.name)
         digest = hashlib.sha256(mbytes).hexdigest()
+        signature = verify_package_signature(root, mbytes, registry.keys.dir)
         existing = _existing(registry, manifest, digest)
         if existing is not None:
+            if signature is not None and not existing.manifest.get("signature"):
+                return _attach_signature(registry, existing, manifest, mpath.name, mbytes,
+                                         signature, actor)
             return existing
         _check_parents(registry, manifest)
         _verify_files(root, manifest, mpath.name)
+        _security_review(root, pkg, scan_policy)
+        prints = package_fingerprints(root, manifest)
+        sbom = package_sbom(root, manifest, verified=True,
+                            fingerprints={p: f.digest for p, f in prints.items()})
         _crash_point("after-verify")
         variants = [_stage_variant(registry, catalog, root, manifest, i, staged_dirs)
                     for i in range(len(manifest.variants))]
         committed = [(s, registry.store.commit(s.staged, s.stored)[0]) for s in variants]
         _crash_point("after-commit-files")
-        return _record(registry, pkg, manifest, digest, actor, committed)
+        record = _record(registry, pkg, manifest, digest, actor, committed,
+                         _manifest_record(manifest, mpath.name, mbytes, signature))
+        # after the commit: a crash here leaves no SBOM or fingerprint for the version,
+        # which `appliance fingerprint backfill` repairs
+        store_sbom(registry, record.model, record.version, sbom)
+        store_fingerprints(registry, record.model, record.version, prints)
+        return record
     finally:
         for staged in staged_dirs:
             registry.store.discard(staged)

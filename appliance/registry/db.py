@@ -72,10 +72,23 @@ def _m003_lifecycle(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO registry_state (id, generation) VALUES (1, 0)")
 
 
+def _m004_security(db: sqlite_utils.Database) -> None:
+    """The CycloneDX SBOM of each version, and weight fingerprints per variant."""
+    db.execute("ALTER TABLE versions ADD COLUMN sbom TEXT")
+    # IF NOT EXISTS: boxes that ran the fingerprint module before this migration have it
+    db.execute("CREATE TABLE IF NOT EXISTS fingerprints (digest TEXT NOT NULL, model TEXT NOT "
+               "NULL, version TEXT NOT NULL, format TEXT NOT NULL, precision TEXT NOT NULL "
+               "DEFAULT 'fp32', tensors INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL)")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS fingerprints_variant ON fingerprints "
+               "(model, version, precision)")
+    db.execute("CREATE INDEX IF NOT EXISTS fingerprints_digest ON fingerprints (digest)")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "models, versions, events", _m001_models_and_versions),
     (2, "variants and backend pin", _m002_variants_and_backend_pin),
     (3, "lifecycle: packages, stages, approvals, consumers, holds, retention", _m003_lifecycle),
+    (4, "security: sbom column, fingerprints", _m004_security),
 ]
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backend import ModelSource
 from ..errors import BadRequest, Conflict, NotFound
+from ..security.keys import KeyStore
 from ..signature import TensorSpec, specs_from_dicts
 from .db import bump_generation, now, open_database, transaction
 from .store import ArtifactStore, StoredFile
@@ -121,18 +124,35 @@ def _row_to_version(row: dict[str, Any]) -> VersionRecord:
 
 
 class Registry:
-    """The registry of one data directory."""
+    """The registry of one data directory.
 
-    def __init__(self, data_dir: Path) -> None:
+    ``box_key_provider`` is the ``appliance_box_key`` hook (a TPM or KMS key instead of
+    ``keys/box.key``); ``encrypt_artifacts`` encrypts newly stored files at rest.
+    """
+
+    def __init__(self, data_dir: Path, *,
+                 box_key_provider: Callable[[], bytes | None] | None = None,
+                 encrypt_artifacts: bool = True) -> None:
         self.data_dir = data_dir
+        self.box_key_provider = box_key_provider
+        self.keys = KeyStore(data_dir, box_key_provider)
         self.db = open_database(data_dir / "registry.db")
-        self.store = ArtifactStore(data_dir / "artifacts")
+        self.store = ArtifactStore(data_dir / "artifacts", self.keys,
+                                   encrypt=encrypt_artifacts, box_key_provider=box_key_provider)
 
     def close(self) -> None:
         self.db.conn.close()
 
     def artifact_path(self, record: VersionRecord | Variant) -> Path:
+        """Where the primary file is stored (encrypted, unless stored before encryption
+        was on): read it through :meth:`model_source`, never directly."""
         return self.store.path_for(record.digest) / record.primary_file
+
+    def model_source(self, record: VersionRecord | Variant) -> ModelSource:
+        """The ModelSource a backend loads ``record`` from (decrypting into memory)."""
+        expected = {str(f["name"]): str(f["sha256"]) for f in record.files}
+        fmt = record.format
+        return self.store.source(self.artifact_path(record), fmt, expected)
 
     def next_version(self, model: str) -> str:
         rows = self.db.execute("SELECT version FROM versions WHERE model = ?", [model]).fetchall()

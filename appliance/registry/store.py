@@ -6,6 +6,13 @@ needs its ``.xml`` and ``.bin`` side by side), where ``digest`` hashes the sorte
 while copied, fsynced, and the directory renamed into place in one step: a crash leaves
 either no directory or a complete one, never half of one. Putting the same files again
 is a no-op.
+
+With encryption on (``encrypt_artifacts``, the default) every stored file is AES-256-GCM
+encrypted under its own data key, wrapped by the box key (see
+:mod:`appliance.security.crypto_store`): on :meth:`ArtifactStore.commit` at the latest, or
+already while staging with ``stage(..., sealed=True)``, so no plaintext ever lands under
+the data directory. Names and hashes stay those of the plaintext. Files stored before
+encryption was turned on stay readable as they are.
 """
 
 from __future__ import annotations
@@ -14,8 +21,20 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..backend import ModelSource
+from ..errors import InvalidModelFile
+from ..security.crypto_store import (
+    EncryptedModelSource,
+    encrypt_file,
+    is_encrypted,
+    plain_sha256,
+    read_header,
+)
+from ..security.keys import KeyStore
 
 CHUNK = 1 << 20
 
@@ -38,6 +57,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def plain_facts(path: Path) -> tuple[str, int]:
+    """The (sha256, size) of a file's plaintext: from the header of an encrypted file
+    (no key needed), else by reading it."""
+    if is_encrypted(path):
+        with path.open("rb") as f:
+            header = read_header(f, path.name)
+        return header.sha256, header.size
+    return sha256_file(path), path.stat().st_size
+
+
 def set_digest(files: list[StoredFile]) -> str:
     """The digest naming a set of files: sha256 over sorted ``name:sha256`` lines."""
     lines = "".join(f"{f.name}:{f.sha256}\n" for f in sorted(files, key=lambda f: f.name))
@@ -52,31 +81,83 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _copy(src: Path, dst: Path) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` (fsynced); the sha256 and size of the bytes copied."""
+    h, size = hashlib.sha256(), 0
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        while chunk := fin.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest(), size
+
+
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    """The store of one data directory. ``keys`` holds the box key; ``encrypt`` says
+    whether new files are encrypted (reading encrypted ones needs only ``keys``)."""
+
+    def __init__(self, root: Path, keys: KeyStore | None = None, *, encrypt: bool = False,
+                 box_key_provider: Callable[[], bytes | None] | None = None) -> None:
         self.root = root
         self.staging = root / ".staging"
+        self.keys = keys
+        self.encrypt = encrypt and keys is not None
+        self._provider = box_key_provider
 
     def path_for(self, digest: str) -> Path:
         return self.root / "sha256" / digest
 
-    def stage(self, sources: list[Path]) -> tuple[Path, list[StoredFile]]:
-        """Copy ``sources`` into a fresh staging directory, hashing and fsyncing each."""
+    def write_key(self) -> bytes:
+        """The box key for encrypting (``keys/box.key`` is created on first use)."""
+        assert self.keys is not None, "an encrypting store has a KeyStore"
+        return self.keys.box_key()
+
+    def read_key(self, path: Path) -> bytes:
+        """The box key for decrypting ``path``. Never creates one: a data directory copied
+        without its ``keys/`` would otherwise get a fresh key that opens nothing."""
+        if self.keys is None:
+            raise InvalidModelFile(f"{path.name} is encrypted, and this store has no keys")
+        box_file = self.keys.dir / "box.key"
+        if not box_file.exists() and (self._provider is None or self._provider() is None):
+            raise InvalidModelFile(
+                f"{path.name} is encrypted, but {box_file} does not exist and no plugin "
+                "supplies the box key: this data directory was copied or restored without "
+                "its keys/ directory. Restore keys/box.key (mode 0600) from the original "
+                "box or its backup")
+        return self.keys.box_key()
+
+    def source(self, path: Path, fmt: str,
+               expected: dict[str, str] | None = None) -> ModelSource:
+        """A ModelSource for the stored primary file ``path``: decrypting into memory when
+        it is encrypted. ``expected`` maps file names to their recorded sha256."""
+        if is_encrypted(path):
+            return EncryptedModelSource(path, fmt, self.read_key(path), dict(expected or {}))
+        return ModelSource(path, fmt)
+
+    def stage(self, sources: list[Path], *,
+              sealed: bool = False) -> tuple[Path, list[StoredFile]]:
+        """Copy ``sources`` into a fresh staging directory, hashing and fsyncing each.
+
+        ``sealed=True`` encrypts while copying when the store encrypts (then load the
+        staged files through :meth:`source`); a source that is already encrypted is
+        copied as it is. Otherwise :meth:`commit` encrypts.
+        """
         self.staging.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="stage-", dir=self.staging))
         stored = []
         try:
             for src in sources:
                 dst = tmp / src.name
-                h, size = hashlib.sha256(), 0
-                with src.open("rb") as fin, dst.open("wb") as fout:
-                    while chunk := fin.read(CHUNK):
-                        h.update(chunk)
-                        size += len(chunk)
-                        fout.write(chunk)
-                    fout.flush()
-                    os.fsync(fout.fileno())
-                stored.append(StoredFile(src.name, h.hexdigest(), size))
+                if sealed and is_encrypted(src):
+                    _copy(src, dst)
+                    digest, size = plain_facts(dst)
+                elif sealed and self.encrypt:
+                    digest, size = encrypt_file(src, dst, self.write_key())
+                else:
+                    digest, size = _copy(src, dst)
+                stored.append(StoredFile(src.name, digest, size))
             _fsync_dir(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -90,10 +171,28 @@ class ArtifactStore:
         if final.exists():  # same content already stored: idempotent
             shutil.rmtree(staged, ignore_errors=True)
             return digest, final
+        if self.encrypt:
+            self._encrypt_staged(staged, files)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staged, final)
         _fsync_dir(final.parent)
         return digest, final
+
+    def _encrypt_staged(self, staged: Path, files: list[StoredFile]) -> None:
+        """Replace each plaintext staged file by its encryption (the plaintext copy is
+        unlinked; it only ever lived in ``.staging``)."""
+        for f in files:
+            path = staged / f.name
+            if is_encrypted(path):
+                continue
+            tmp = staged / f".{f.name}.enc"
+            tmp.unlink(missing_ok=True)
+            digest, _ = encrypt_file(path, tmp, self.write_key())
+            if digest != f.sha256:
+                tmp.unlink(missing_ok=True)
+                raise InvalidModelFile(f"{f.name} changed in staging before it was stored")
+            os.replace(tmp, path)
+        _fsync_dir(staged)
 
     def discard(self, staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
@@ -103,7 +202,15 @@ class ArtifactStore:
         base = self.path_for(digest)
         return [str(f["name"]) for f in files
                 if not (base / str(f["name"])).is_file()
-                or sha256_file(base / str(f["name"])) != f["sha256"]]
+                or self._stored_sha256(base / str(f["name"])) != f["sha256"]]
+
+    def _stored_sha256(self, path: Path) -> str | None:
+        if not is_encrypted(path):
+            return sha256_file(path)
+        try:  # decrypting authenticates every chunk; a damaged file counts as changed
+            return plain_sha256(path, self.read_key(path))
+        except InvalidModelFile:
+            return None
 
     def clean_staging(self) -> None:
         """Remove leftovers of interrupted installs (called at start-up)."""

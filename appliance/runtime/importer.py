@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..backend import ModelSource, detect_format
+from ..backend import detect_format
 from ..errors import BadRequest, Conflict, InvalidModelFile
 from ..registry import Registry, Variant, VersionRecord
 from ..registry.models import check_name
@@ -65,9 +65,13 @@ def _stage_variant(registry: Registry, catalog: BackendCatalog, precision: str, 
                    backend: str | None, options: dict[str, dict[str, Any]] | None) -> _Staged:
     fmt, files = model_files(path, catalog.suffixes())
     catalog.choose(fmt)  # fail fast, before copying, when nothing loads this format
-    staged, stored = registry.store.stage(files)
+    from ..security.scan import raise_if_refused, scan_package
+
+    raise_if_refused(scan_package(path))  # pickles, escaping external data, custom ops
+    staged, stored = registry.store.stage(files, sealed=True)  # encrypted as it is copied
     try:
-        source = ModelSource(staged / path.name, fmt)
+        source = registry.store.source(staged / path.name, fmt,
+                                       {f.name: f.sha256 for f in stored})
         pinned = catalog.by_name(backend) if backend else None
         if pinned is not None and fmt in pinned.formats and catalog.availability(pinned).available:
             loaded = pinned.load(source, options=(options or {}).get(pinned.name, {}))
@@ -123,8 +127,12 @@ def import_model(registry: Registry, catalog: BackendCatalog, path: Path, *, nam
     main, digest, _ = committed[0]
     extra = [Variant(s.precision, s.fmt, s.path.name, d, [f.to_dict() for f in s.stored])
              for s, d, _ in committed[1:]]
-    return registry.record_version(
+    record = registry.record_version(
         model=name, version=version, fmt=main.fmt, primary_file=main.path.name,
         files=main.stored, digest=digest, inputs=main.inputs, outputs=main.outputs,
         created_by=created_by, source=str(path.resolve()), precision=main.precision,
         variants=extra, backend=backend)
+    from ..security.fingerprint import record_fingerprint
+
+    record_fingerprint(registry, record, sources={p: vpath for p, vpath in wanted})
+    return record

@@ -85,8 +85,8 @@ class VersionLoader:
         errors: list[str] = []
         for precision in order:
             variant = variants[precision]
-            source = ModelSource(self.registry.artifact_path(variant), variant.format)
             try:
+                source = self.registry.model_source(variant)
                 backend, model = self._load_variant(served, source)
             except InvalidModelFile as exc:
                 errors.append(f"{precision} ({variant.format}): {exc.message}")

@@ -16,6 +16,7 @@ import contextlib
 import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,15 +38,17 @@ def check_private(path: Path) -> None:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Create ``path`` 0600 atomically; never overwrite an existing key."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # a unique temporary name: one left by a killed process never blocks the next
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.link(tmp, path)  # fails if another process created the key first
-    os.unlink(tmp)
+    try:
+        os.link(tmp, path)  # fails if another process created the key first
+    finally:
+        os.unlink(tmp)
 
 
 class KeyStore:

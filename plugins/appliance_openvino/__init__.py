@@ -20,7 +20,13 @@ Load options (all optional):
     AVX512-BF16 (and f16 on GPUs), so results would differ from the model's reference
     by ~1e-3; ``bf16``/``f16`` is an explicit opt-in for speed.
 ``cache_dir``
-    Compiled-blob cache, so a restart imports the blob instead of recompiling.
+    Compiled-blob cache, so a restart imports the blob instead of recompiling. Not used
+    for a model encrypted at rest: the blob would hold its weights in plaintext.
+
+Encrypted models (:class:`appliance.security.crypto_store.EncryptedModelSource`) are read
+from memory only: ONNX as bytes, IR as XML text plus a weights Tensor sharing the
+decrypted buffer. An encrypted ``.tflite`` is refused, since OpenVINO's TFLite frontend
+reads files only; LiteRT serves it.
 ``instances``
     Number of infer requests, i.e. how many ``predict`` calls run at once
     (default: the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``).
@@ -39,6 +45,7 @@ from pluggy import HookimplMarker
 
 from appliance.backend import Availability, Backend, LoadedModel, ModelSource
 from appliance.errors import ConfigError, InvalidModelFile, SignatureMismatch
+from appliance.security.crypto_store import EncryptedModelSource
 from appliance.signature import TensorSpec
 
 hookimpl = HookimplMarker("appliance")
@@ -187,6 +194,10 @@ class OpenVINOBackend(Backend):
         device = str(options.get("device") or "CPU").upper()
         _check_device(device, list(core.available_devices))
         config, hint = _compile_config(options)
+        encrypted = isinstance(source, EncryptedModelSource)
+        if encrypted:
+            # a compiled blob holds the weights in plaintext: never cache an encrypted model
+            config.pop("CACHE_DIR", None)
         model = _read_model(ov, core, source)
         try:
             compiled = core.compile_model(model, device, config)
@@ -202,6 +213,8 @@ class OpenVINOBackend(Backend):
             "openvino_version": ov.__version__,
             "loaded_from_cache": bool(_property(compiled, "LOADED_FROM_CACHE", False)),
         }
+        if encrypted:
+            info["encrypted_at_rest"] = True
         return OpenVINOModel(compiled, pool_size=pool_size, info=info)
 
 
@@ -271,6 +284,8 @@ def _positive_int(name: str, value: Any) -> int:
 
 def _read_model(ov: Any, core: Any, source: ModelSource) -> Any:
     """Read ``source`` into an ``openvino.Model``, from memory where OpenVINO allows it."""
+    if isinstance(source, EncryptedModelSource):
+        return _read_encrypted(ov, core, source)
     path = source.path
     try:
         if source.format == "openvino":
@@ -304,6 +319,34 @@ def _read_model(ov: Any, core: Any, source: ModelSource) -> Any:
     except Exception:
         raise InvalidModelFile(
             f"openvino cannot load {path.name}: {_short(first)}") from first
+
+
+def _read_encrypted(ov: Any, core: Any, source: EncryptedModelSource) -> Any:
+    """Read an encrypted model from memory only; its files on disk are ciphertext."""
+    name = source.path.name
+    if source.format == "tflite":
+        raise InvalidModelFile(
+            f"openvino cannot load {name}: it is encrypted at rest and OpenVINO reads "
+            "TFLite only from a plaintext file, which the appliance never writes; the "
+            "litert backend loads it from memory (pip install 'appliance[litert]')")
+    try:
+        if source.format == "openvino":
+            xml = source.read_bytes().decode("utf-8")
+            # a writable buffer: the Tensor shares it instead of copying the weights
+            weights = np.frombuffer(source.read_file_buffer(Path(name).stem + ".bin"),
+                                    dtype=np.uint8)
+            return core.read_model(xml, ov.Tensor(weights, shared_memory=True))
+        data = source.read_bytes()
+    except InvalidModelFile:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidModelFile(f"openvino cannot read {name}: {exc}") from exc
+    except Exception as exc:
+        raise InvalidModelFile(f"openvino cannot load {name}: {_short(exc)}") from exc
+    try:
+        return core.read_model(data)
+    except Exception as exc:  # no path fallback: the file on disk is ciphertext
+        raise InvalidModelFile(f"openvino cannot load {name}: {_short(exc)}") from exc
 
 
 def _pool_size(compiled: Any, options: Mapping[str, Any]) -> int:

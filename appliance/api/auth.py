@@ -1,0 +1,223 @@
+"""Who is calling, and may they: one ``authenticate`` for litestar guards and the raw
+inference front, route guards, and the table of what each route requires.
+
+A request proves who it is with ``Authorization: Bearer <JWT>`` or, over mutual TLS,
+with a client certificate whose subject is in ``auth.mtls_subjects``; a Bearer header
+that is present decides (a bad token is refused even with a good certificate). While
+auth is off every request is :data:`OPEN_IDENTITY`. The identity is left in
+``scope["user"]`` (``request.user`` in a handler).
+
+Refusals: 401 with ``WWW-Authenticate: Bearer realm="appliance"`` (plus
+``error="invalid_token", error_description=...`` when a token was sent), 403 naming the
+missing scope (RFC 6750).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from ..errors import Forbidden, Unauthorized
+from ..security.auth_settings import AuthSettings, auth_enabled, check_auth_settings
+from ..security.scopes import (
+    ADMIN,
+    APPROVE,
+    AUDIT_READ,
+    EXPORT,
+    INFER,
+    OPEN_DENIED,
+    OPEN_IDENTITY,
+    PROMOTE,
+    READ,
+    REALM,
+    WRITE,
+    Identity,
+    can_infer,
+    header_safe,
+    require,
+)
+from ..security.tls import SubjectMap, client_cert_name
+from ..security.tokens import TokenValidator
+
+OPEN = "open"
+AUTHENTICATED = "authenticated"
+#: models:read, or inference rights on the model in the path (clients read a model's
+#: metadata and readiness before they infer on it)
+MODEL_ACCESS = f"{READ} | {INFER}:{{name}}"
+INFER_ON_MODEL = f"{INFER}:{{name}}"
+
+#: (method, path, requirement) for every route; a test checks each litestar route's
+#: guard against it. Routes marked "planned" do not exist yet.
+ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/v2/health/live", OPEN),  # probes carry no credentials
+    ("GET", "/v2/health/ready", OPEN),
+    ("GET", "/schema/*", OPEN),  # the OpenAPI document
+    ("GET", "/v2", AUTHENTICATED),  # server metadata: any valid identity
+    ("GET", "/v2/models/{name}", MODEL_ACCESS),
+    ("GET", "/v2/models/{name}/versions/{version}", MODEL_ACCESS),
+    ("GET", "/v2/models/{name}/ready", MODEL_ACCESS),
+    ("GET", "/v2/models/{name}/versions/{version}/ready", MODEL_ACCESS),
+    ("POST", "/v2/models/{name}/infer", INFER_ON_MODEL),  # the inference front
+    ("POST", "/v2/models/{name}/versions/{version}/infer", INFER_ON_MODEL),
+    ("POST", "/v2/repository/index", READ),
+    ("POST", "/v2/repository/models/{name}/load", ADMIN),
+    ("POST", "/v2/repository/models/{name}/unload", ADMIN),
+    ("GET", "/v1/hardware", READ),
+    ("GET", "/v1/models", READ),
+    ("GET", "/v1/models/{name}", READ),
+    ("GET", "/v1/models/{name}/versions/{version}", READ),
+    ("POST", "/v1/models/{name}/versions/{version}/promote", PROMOTE),
+    ("POST", "/v1/models/{name}/versions/{version}/approve", APPROVE),
+    ("POST", "/v1/models/{name}/rollback", PROMOTE),
+    ("GET", "/v1/consumers", READ),
+    ("POST", "/v1/consumers", WRITE),
+    ("GET", "/v1/models/{name}/versions/{version}/lineage", READ),
+    ("POST", "/v1/models/{name}/versions/{version}/hold", WRITE),
+    ("POST", "/v1/models/{name}/versions/{version}/release", WRITE),
+    ("POST", "/v1/models/{name}/versions/{version}/deprecate", WRITE),
+    ("DELETE", "/v1/models/{name}/versions/{version}", WRITE),
+    # a token (or client certificate) with models:export even while auth is off
+    ("GET", "/v1/models/{name}/versions/{version}/export", EXPORT),
+    ("GET", "/v1/audit", AUDIT_READ),  # planned
+)
+
+
+def _challenge(description: str | None) -> dict[str, str]:
+    if description is None:
+        return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
+    return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
+                                f'error_description="{header_safe(description)}"'}
+
+
+class Authenticator:
+    """The checks for one configuration: built once (settings errors surface then)."""
+
+    def __init__(self, auth: AuthSettings, host: str, data_dir: Path | None) -> None:
+        check_auth_settings(auth)
+        self.settings = auth
+        self.enabled = auth_enabled(auth, host)
+        self.validator = TokenValidator(auth, data_dir=data_dir)
+        self.subjects = SubjectMap(auth.mtls_subjects)
+
+    async def identify(self, authorization: str | None, scope: Mapping[str, Any], *,
+                       always: bool = False) -> Identity:
+        """The caller's identity, or Unauthorized with its challenge; ``always`` checks
+        credentials even while auth is off (for the scopes in OPEN_DENIED)."""
+        if not (self.enabled or always):
+            return OPEN_IDENTITY
+        if authorization is not None:
+            scheme, _, token = authorization.strip().partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise Unauthorized("the Authorization header must be \"Bearer <token>\"",
+                                   headers=_challenge("expected a Bearer token"))
+            identity = self.validator.cached(token)
+            if identity is not None:
+                return identity
+            try:
+                if self.validator.fetch_due(token):  # a JWKS fetch must not block the loop
+                    return await anyio.to_thread.run_sync(self.validator.validate, token)
+                return self.validator.validate(token)
+            except Unauthorized as exc:
+                raise Unauthorized(exc.message, headers=_challenge(exc.message)) from None
+        subject = client_cert_name(scope)
+        if subject is not None:
+            identity = self.subjects.identity(subject)
+            if identity is None:
+                raise Unauthorized(f"client certificate {subject} is not in "
+                                   "auth.mtls_subjects; add it there or send a Bearer token",
+                                   headers=_challenge(None))
+            return identity
+        raise Unauthorized("authentication required: send \"Authorization: Bearer <token>\" "
+                           "(`appliance tokens issue` mints one)", headers=_challenge(None))
+
+
+def authenticator_for(services: Any) -> Authenticator:
+    """The services' authenticator, built on first use from ``settings.auth`` unless
+    ``services.authenticator`` is set. Missing settings mean the defaults (an app state
+    without settings, in tests: auth "auto" on 127.0.0.1, so off), as ``Settings()``."""
+    found: Authenticator | None = getattr(services, "authenticator", None)
+    if found is None:
+        settings = getattr(services, "settings", None)
+        found = Authenticator(getattr(settings, "auth", None) or AuthSettings(),
+                              getattr(settings, "host", "127.0.0.1"),
+                              getattr(settings, "data_dir", None))
+        services.authenticator = found
+    return found
+
+
+def _authorization(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]]) -> str | None:
+    if isinstance(headers, Mapping):
+        return headers.get("authorization")
+    for key, value in headers:
+        if key == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
+async def authenticate(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]],
+                       scope: Any, services: Any, *, always: bool = False) -> Identity:
+    """The caller's identity from its headers (litestar's, or raw ASGI pairs with
+    lower-case names) and its TLS client certificate; Unauthorized with a challenge.
+    ``always``: require credentials even while auth is off. The identity is stored in
+    ``scope["user"]``."""
+    identity = scope.get("user")
+    if isinstance(identity, Identity) and not (always and identity.via == "open"):
+        return identity
+    identity = await authenticator_for(services).identify(_authorization(headers), scope,
+                                                           always=always)
+    scope["user"] = identity
+    return identity
+
+
+class ScopeGuard:
+    """A litestar guard: the caller must hold ``requirement`` (see :data:`ROUTE_SCOPES`)."""
+
+    def __init__(self, requirement: str) -> None:
+        self.requirement = requirement
+
+    async def __call__(self, connection: ASGIConnection, _: BaseRouteHandler | None = None
+                       ) -> None:
+        identity = await authenticate(connection.headers, connection.scope,
+                                      connection.app.state.services,
+                                      always=self.requirement in OPEN_DENIED)
+        if self.requirement == AUTHENTICATED:
+            return
+        if self.requirement == MODEL_ACCESS:
+            name = connection.path_params.get("name", "")
+            if can_infer(identity, name):
+                return
+            require(identity, READ)
+            return
+        require(identity, self.requirement)
+
+    def __repr__(self) -> str:
+        return f"requires({self.requirement!r})"
+
+
+def requires(scope_name: str) -> ScopeGuard:
+    """Guard for a route handler: ``guards=[requires("models:read")]``."""
+    return ScopeGuard(scope_name)
+
+
+async def require_export(connection: ASGIConnection) -> None:
+    """401/403 unless the caller proves ``models:export``, even while auth is off (for
+    ``services.require_export``, which the export handler calls first)."""
+    await ScopeGuard(EXPORT)(connection)
+
+
+def actor_of(identity: Identity, claimed: str | None, default: str) -> str:
+    """Who to record as acting: the authenticated subject; a ``claimed`` actor (from a
+    request body) only while auth is off. Forbidden when a token holder names someone
+    else, so nobody approves in another's name."""
+    if identity.via == "open":
+        return claimed or default
+    if claimed and claimed != identity.subject:
+        raise Forbidden(f"{identity.subject} may not act as {claimed!r}; leave the actor out "
+                        "(the token's subject is recorded)")
+    return identity.subject

@@ -1,0 +1,71 @@
+"""``GET /v1/models/{name}/versions/{version}/export?recipient=NAME``: a version's package,
+still encrypted, with each file's data key sealed to a registered recipient.
+
+This is the only route that returns model bytes, and it never returns plaintext. The
+``models:export`` token is always required, even where the loopback default runs open:
+the handler's first act is ``services.require_export(request)`` (the auth guard's), so a
+missing token is a 401 before any model or recipient is looked up. ``recipient`` is read
+inside the handler, not declared as a parameter, for the same reason: a missing one must
+not be answered (400) before the token is checked.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import anyio.to_thread
+from litestar import Controller, Request, get
+from litestar.params import FromPath
+from litestar.response import Stream
+
+from ..errors import BadRequest
+from ..registry import Registry
+from ..security.export import ExportPlan, plan_export
+
+
+async def _require_export(request: Request) -> None:
+    guard = getattr(request.app.state.services, "require_export", None)
+    if guard is not None:
+        outcome = guard(request)
+        if inspect.isawaitable(outcome):
+            await outcome
+
+
+def _actor(request: Request) -> str:
+    user: Any = request.scope.get("user")
+    return str(getattr(user, "subject", None) or getattr(user, "sub", None) or "api")
+
+
+class ExportController(Controller):
+    path = "/v1/models"
+    tags = ["security"]
+
+    @get("/{name:str}/versions/{version:str}/export",
+         summary="The version's package, encrypted for a registered recipient (models:export)",
+         media_type="application/x-tar")
+    async def export(self, request: Request, name: FromPath[str],
+                     version: FromPath[str]) -> Stream:
+        await _require_export(request)  # first: 401/403 before anything is looked up
+        recipient = request.query_params.get("recipient")
+        if not recipient:
+            raise BadRequest("name the recipient: ?recipient=NAME (registered with "
+                             "`appliance keys add-recipient NAME PUBKEY.pem`)")
+        server_registry = request.app.state.services.registry
+        data_dir = server_registry.data_dir
+        provider = getattr(server_registry, "box_key_provider", None)
+        actor = _actor(request)
+
+        def plan() -> ExportPlan:
+            # a registry connection of this worker thread's own (SQLite, WAL mode)
+            registry = Registry(data_dir, box_key_provider=provider)
+            try:
+                return plan_export(registry, registry.version(name, version), recipient,
+                                   actor=actor)
+            finally:
+                registry.close()
+
+        export = await anyio.to_thread.run_sync(plan)
+        return Stream(export.stream(), media_type="application/x-tar", headers={
+            "Content-Disposition": f'attachment; filename="{export.filename}"',
+            "Content-Length": str(export.size)})

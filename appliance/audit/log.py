@@ -1,0 +1,330 @@
+"""The append-only, hash-chained audit log in ``<data_dir>/audit.db`` (SQLite, WAL).
+
+Each row of ``records`` carries the hash of the row before it::
+
+    hash = sha256(prev_hash || envelope).hexdigest()
+    envelope = {"actor":A,"at":T,"body":B,"kind":K,"seq":N}
+
+``prev_hash`` is the previous record's ``hash`` as 64 ASCII hex digits (``GENESIS``, 64
+zeros, before the first record; after a prune, the tombstone's ``hash_of_last_pruned``).
+The envelope is canonical JSON: UTF-8, keys sorted by code point, no whitespace, strings
+escaped minimally (``"``, ``\\``, control characters; other characters written as UTF-8:
+``json.dumps(s, ensure_ascii=False)`` gives the same bytes) and ``B`` is the stored
+``body`` text verbatim, itself canonical JSON of the body object (msgspec with sorted
+keys; NaN/Infinity become null). So anyone holding the rows can recompute the chain with
+any JSON library, without re-encoding bodies.
+
+Changing, deleting, inserting or reordering a row breaks the chain at that row; a full
+rewrite of the tail is caught by signed checkpoints (:mod:`.checkpoints`), and removing
+rows legitimately needs a signed tombstone (:mod:`.retention`). Writes take
+``BEGIN IMMEDIATE``, so several processes (server, CLI) can append to one log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ..errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+AUDIT_DB = "audit.db"
+GENESIS = "0" * 64
+SIGNING_KEY_NAME = "audit"
+_KIND = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL,
+    body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+-- writer lifecycle records only: finds the last one without scanning inference rows
+CREATE INDEX IF NOT EXISTS records_writer ON records(seq)
+    WHERE kind IN ('writer-start', 'writer-stop');
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at TEXT NOT NULL, size INTEGER NOT NULL,
+    head_hash TEXT NOT NULL, payload TEXT NOT NULL, signature TEXT NOT NULL,
+    key_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY, holder TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
+    released_at TEXT, released_by TEXT);
+"""
+
+_encoder = msgspec.json.Encoder(order="sorted")
+encode_str = msgspec.json.Encoder().encode
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical JSON bytes of ``obj``: sorted keys, no whitespace, UTF-8."""
+    return _encoder.encode(obj)
+
+
+def envelope(seq: int, at: str, kind: str, actor: str, body: str) -> bytes:
+    """``canonical_json({seq, at, kind, actor, body})`` with ``body`` embedded verbatim."""
+    return b"".join((b'{"actor":', encode_str(actor), b',"at":', encode_str(at),
+                     b',"body":', body.encode(), b',"kind":', encode_str(kind),
+                     b',"seq":', str(seq).encode(), b"}"))
+
+
+def chain_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, body: str) -> str:
+    """The hash a record with these fields must carry."""
+    return hashlib.sha256(prev_hash.encode("ascii")
+                          + envelope(seq, at, kind, actor, body)).hexdigest()
+
+
+def now_iso() -> str:
+    """UTC now as ISO 8601 with microseconds (the format of every ``at``)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def iso(moment: datetime) -> str:
+    """``moment`` in the log's timestamp format (naive datetimes are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One committed row; ``body`` is its canonical JSON text."""
+
+    seq: int
+    at: str
+    kind: str
+    actor: str
+    body: str
+    prev_hash: str
+    hash: str
+
+    def data(self) -> Any:
+        """The body as Python objects."""
+        return msgspec.json.decode(self.body)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "kind": self.kind, "actor": self.actor,
+                "body": self.data(), "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+class Entry(NamedTuple):
+    """A record to append; ``at`` defaults to the commit time."""
+
+    kind: str
+    actor: str
+    body: Mapping[str, Any]
+    at: str | None = None
+
+
+Sink = Callable[[Sequence[Record]], None]
+_COLUMNS = "seq, at, kind, actor, body, prev_hash, hash"
+
+
+def _check(kind: str, actor: str) -> None:
+    if not _KIND.match(kind):
+        raise BadRequest(f"audit record kind {kind!r} is not valid: use 1-64 of a-z 0-9 . _ - "
+                         "starting with a letter or digit")
+    if not actor:
+        raise BadRequest("an audit record needs an actor (who did it)")
+
+
+def _prepare(entry: Entry) -> Entry:
+    """Check kind and actor; bring ``at`` to the log's UTC format (prune and export compare
+    timestamps as strings)."""
+    _check(entry.kind, entry.actor)
+    at = entry.at
+    if at is None or (len(at) == 32 and at.endswith("+00:00")):
+        return entry
+    try:
+        return entry._replace(at=iso(datetime.fromisoformat(at)))
+    except ValueError:
+        raise BadRequest(f"audit record time {at!r} is not ISO 8601") from None
+
+
+class AuditLog:
+    """The audit log of one data directory.
+
+    ``signing_key`` signs checkpoints and tombstones; by default it is the KeyStore's
+    ``audit`` key, read on first use.
+    """
+
+    def __init__(self, data_dir: Path, signing_key: Ed25519PrivateKey | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / AUDIT_DB
+        self._signing_key = signing_key
+        self._lock = threading.Lock()
+        self._sinks: list[Sink] = []
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # the log is evidence: owner-only, like the keys
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self._conn = self._connect()
+        self._conn.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                               timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    # -- keys ------------------------------------------------------------------------
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            from ..security.keys import KeyStore
+
+            self._signing_key = KeyStore(self.data_dir).signing_key(SIGNING_KEY_NAME)
+        return self._signing_key
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.signing_key.public_key()
+
+    # -- sinks -----------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> None:
+        """Call ``sink(records)`` after every commit (from the appending thread: a sink
+        must only enqueue). A sink that raises is logged and kept."""
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        with contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
+
+    # -- writing ---------------------------------------------------------------------
+    def append(self, kind: str, actor: str, body: Mapping[str, Any] | None = None, *,
+               at: str | None = None) -> int:
+        """Append one record in its own transaction; return its sequence number."""
+        return self.append_many([Entry(kind, actor, body or {}, at)])[-1]
+
+    def append_many(self, entries: Iterable[Entry | tuple[Any, ...]]) -> list[int]:
+        """Append records in one transaction; return their sequence numbers."""
+        records = self.write(entries)
+        return [r.seq for r in records]
+
+    def write(self, entries: Iterable[Entry | tuple[Any, ...]],
+              also: Callable[[sqlite3.Connection, int, str], None] | None = None
+              ) -> list[Record]:
+        """Append ``entries`` in one transaction and notify the sinks.
+
+        ``also(conn, head_seq, head_hash)`` runs first inside the same transaction, for
+        writes that must commit with the records (a prune and its tombstone); it may
+        still fill in the entries' bodies, which are encoded after it."""
+        prepared = [_prepare(Entry(*e)) for e in entries]
+        # encoded before taking the lock, unless ``also`` may still fill in a body
+        bodies = [] if also else [canonical_json(e.body).decode() for e in prepared]
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq, prev = head_of(conn)
+                if also is not None:
+                    also(conn, seq, prev)
+                    seq, prev = head_of(conn)
+                    bodies = [canonical_json(e.body).decode() for e in prepared]
+                stamp = now_iso()
+                rows = []
+                for e, body in zip(prepared, bodies):
+                    seq += 1
+                    at = e.at or stamp
+                    digest = chain_hash(prev, seq, at, e.kind, e.actor, body)
+                    rows.append((seq, at, e.kind, e.actor, body, prev, digest))
+                    prev = digest
+                conn.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                                 rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        records = [Record(*row) for row in rows]
+        if records:
+            self._notify(records)
+        return records
+
+    def _notify(self, records: list[Record]) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink(records)
+            except Exception:  # a broken sink must never fail an audited action
+                log.exception("audit sink %r failed", sink)
+
+    # -- reading ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own, for long reads (verify, export) beside the writers."""
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def head(self) -> tuple[int, str]:
+        """(last sequence number, its hash); (0, GENESIS) for an empty log."""
+        with self.reader() as conn:
+            return head_of(conn)
+
+    def last(self) -> Record | None:
+        """The newest record."""
+        with self.reader() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY seq DESC LIMIT 1"
+                               ).fetchone()
+        return Record(*row) if row else None
+
+    def last_writer_record(self) -> Record | None:
+        """The newest ``writer-start`` or ``writer-stop`` record (crash detection)."""
+        with self.reader() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE kind IN "
+                               "('writer-start', 'writer-stop') ORDER BY seq DESC LIMIT 1"
+                               ).fetchone()
+        return Record(*row) if row else None
+
+    def records(self, *, since: str | None = None, until: str | None = None,
+                after_seq: int = 0, kinds: Sequence[str] | None = None) -> Iterator[Record]:
+        """Records in sequence order, ``since <= at < until`` (ISO strings)."""
+        sql, args = f"SELECT {_COLUMNS} FROM records WHERE seq > ?", [after_seq]
+        if since is not None:
+            sql, args = sql + " AND at >= ?", [*args, since]
+        if until is not None:
+            sql, args = sql + " AND at < ?", [*args, until]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args += list(kinds)
+        with self.reader() as conn:
+            cursor = conn.execute(sql + " ORDER BY seq", args)
+            while rows := cursor.fetchmany(2000):
+                for row in rows:
+                    yield Record(*row)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def head_of(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The chain head as seen on ``conn``: the last record, else the last tombstone."""
+    row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    if row:
+        return int(row[0]), str(row[1])
+    row = conn.execute("SELECT size, head_hash FROM checkpoints WHERE kind = 'tombstone' "
+                       "ORDER BY size DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
