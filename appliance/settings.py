@@ -16,6 +16,7 @@ import msgspec
 
 from .audit.settings import AuditSettings
 from .errors import ConfigError
+from .security.auth_settings import AuthSettings
 
 
 class FreezeWindow(msgspec.Struct, kw_only=True):
@@ -75,6 +76,8 @@ class Settings(msgspec.Struct, kw_only=True):
     scheduler: bool = True
     #: seconds a model may take to load and warm up before it is marked failed
     load_timeout_s: float = 120.0
+    #: access control: tokens, scopes, TLS and mTLS (see appliance/security/auth_settings.py)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     #: encrypt stored model files at rest (AES-256-GCM data keys wrapped by the box key)
     encrypt_artifacts: bool = True
     #: stage -> "required" | "optional": promotion to the stage needs a signed package

@@ -481,9 +481,12 @@ def exported(tmp_path, registry, catalog):
     return SimpleNamespace(pkg=pkg, bob=bob, key=key, pub=pub)
 
 
-def _export_app(registry: Registry, guard: Any = None) -> ServerThread:
-    services = SimpleNamespace(registry=registry,
-                               **({"require_export": guard} if guard else {}))
+def _allow(request: Any) -> None:
+    """Stands in for the token guard, which tests/test_auth.py tests on the real app."""
+
+
+def _export_app(registry: Registry, guard: Any = _allow) -> ServerThread:
+    services = SimpleNamespace(registry=registry, require_export=guard)
     app = Litestar(route_handlers=[ExportController], exception_handlers=EXCEPTION_HANDLERS,
                    state=State({"services": services}))
     return ServerThread(app)

@@ -22,14 +22,17 @@ from litestar.response import Stream
 from ..errors import BadRequest
 from ..registry import Registry
 from ..security.export import ExportPlan, plan_export
+from .auth import require_export
 
 
 async def _require_export(request: Request) -> None:
-    guard = getattr(request.app.state.services, "require_export", None)
-    if guard is not None:
-        outcome = guard(request)
-        if inspect.isawaitable(outcome):
-            await outcome
+    """Fail closed: a token with models:export, always (even when the loopback default runs
+    open); checked before anything else is looked up."""
+    # a deployment (or a test) may put its own guard on the services; otherwise the real one
+    guard = getattr(request.app.state.services, "require_export", None) or require_export
+    outcome = guard(request)
+    if inspect.isawaitable(outcome):
+        await outcome
 
 
 def _actor(request: Request) -> str:

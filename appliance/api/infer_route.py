@@ -31,6 +31,8 @@ from litestar.openapi.spec import (
 from litestar.types import Receive, Scope, Send
 
 from ..errors import ApplianceError, PayloadTooLarge
+from ..security.scopes import require_infer
+from .auth import authenticate
 
 log = logging.getLogger(__name__)
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer/?$")
@@ -85,6 +87,8 @@ class InferenceFront:
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on "
                                        f"{scope['path']}: inference takes POST",
                                        headers={"Allow": "POST"})
+            # before the body is read: a refused caller costs no upload
+            require_infer(await authenticate(scope["headers"], scope, self.services), name)
             kwargs: dict[str, Any] = {}
             for key, value in scope["headers"]:
                 field = _WANTED.get(key)

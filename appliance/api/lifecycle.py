@@ -21,7 +21,7 @@ from ..lifecycle.gates import approvals, approve
 from ..lifecycle.promotion import current_production, promote, rollback, stage_history
 from ..registry import Registry
 from ..security.scopes import APPROVE, PROMOTE, READ
-from .auth import requires
+from .auth import actor_of, requires
 
 T = TypeVar("T")
 
@@ -105,7 +105,8 @@ class LifecycleController(Controller):
                       data: JSONBody[PromoteBody]) -> dict[str, Any]:
         services = _services(request)
         summary = await _with_registry(request, lambda r: promote(
-            r, services.settings, name, version, data.to, actor=data.actor or "api",
+            r, services.settings, name, version, data.to,
+            actor=actor_of(request.user, data.actor, "api"),
             reason=data.reason, breaking=data.breaking,
             emergency_reason=data.emergency_reason, loader=services.repository.preload))
         await anyio.to_thread.run_sync(services.repository.refresh)
@@ -117,7 +118,9 @@ class LifecycleController(Controller):
     async def approve_version(self, request: Request, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[ApproveBody]) -> dict[str, Any]:
         return await _with_registry(
-            request, lambda r: approve(r, name, version, data.approver, data.reason))
+            request, lambda r: approve(r, name, version,
+                                       actor_of(request.user, data.approver, data.approver),
+                                       data.reason))
 
     @post("/{name:str}/rollback", status_code=200, guards=[requires(PROMOTE)],
           summary="Put an earlier production version back into production")
@@ -126,7 +129,8 @@ class LifecycleController(Controller):
         services = _services(request)
         summary = await _with_registry(request, lambda r: rollback(
             r, services.settings, name, to_version=data.to_version,
-            actor=data.actor or "api", reason=data.reason, force_reason=data.force_reason,
+            actor=actor_of(request.user, data.actor, "api"), reason=data.reason,
+            force_reason=data.force_reason,
             loader=services.repository.preload))
         await anyio.to_thread.run_sync(services.repository.refresh)
         return summary

@@ -83,6 +83,7 @@ def _register_commands() -> None:
         schedule,
         security,
         serve,
+        tokens,
     )
 
 

@@ -24,6 +24,8 @@ def serve(ctx: click.Context, **cli: Any) -> None:
     import uvicorn
 
     from ..api import create_app
+    from ..security.auth_settings import open_warning
+    from ..security.tls import uvicorn_tls_kwargs
     from ..services import build_services, seed_demo_models
 
     settings = settings_from(ctx, **cli)
@@ -37,8 +39,13 @@ def serve(ctx: click.Context, **cli: Any) -> None:
         if added:
             log.info("registered demo models: %s", ", ".join(added))
     app = create_app(services)
-    log.info("serving on http://%s:%d (data dir %s)", settings.host, sock.getsockname()[1],
-             settings.data_dir.resolve())
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", access_log=False,
-                            log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    warning = open_warning(settings.auth, settings.host)
+    if warning:
+        log.warning("%s", warning)
+    tls = uvicorn_tls_kwargs(settings.auth)  # {} without auth.tls_cert
+    log.info("serving on %s://%s:%d (data dir %s)", "https" if tls else "http", settings.host,
+             sock.getsockname()[1], settings.data_dir.resolve())
+    config = uvicorn.Config(app, loop="uvloop", **{"http": "httptools", **tls},
+                            access_log=False, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
