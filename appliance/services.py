@@ -8,6 +8,7 @@ from typing import Any
 
 import pluggy
 
+from .audit.bridge import bridge_events
 from .audit.runtime import AuditRuntime, open_audit
 from .dataplane import DataPlane
 from .hardware import (
@@ -133,8 +134,10 @@ def load_models(services: Services, *, watch: bool = True) -> None:
     services.repository.load_all()
     services.dataplane.started = True
     if watch and services.watcher is None:
+        audit = services.audit
+        on_tick = (lambda db: bridge_events(db, audit.log)) if audit is not None else None
         services.watcher = RegistryWatcher(services.settings.registry_path, services.repository,
-                                           services.settings.registry_poll_s)
+                                           services.settings.registry_poll_s, on_tick=on_tick)
         services.watcher.start()
     if services.autoscaler is None and any(m.autoscale for m in
                                            services.settings.models.values()):

@@ -22,6 +22,7 @@ import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from ..audit.bridge import record_auth_failure
 from ..errors import Forbidden, Unauthorized
 from ..security.auth_settings import AuthSettings, auth_enabled, check_auth_settings
 from ..security.scopes import (
@@ -169,8 +170,15 @@ async def authenticate(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]
     identity = scope.get("user")
     if isinstance(identity, Identity) and not (always and identity.via == "open"):
         return identity
-    identity = await authenticator_for(services).identify(_authorization(headers), scope,
-                                                           always=always)
+    try:
+        identity = await authenticator_for(services).identify(_authorization(headers), scope,
+                                                               always=always)
+    except Unauthorized as exc:
+        audit = getattr(services, "audit", None)
+        client = scope.get("client")
+        record_auth_failure(audit.log if audit is not None else None, exc.message,
+                            client[0] if client else None, scope.get("path", ""))
+        raise
     scope["user"] = identity
     return identity
 

@@ -88,15 +88,19 @@ class InferenceFront:
                                        f"{scope['path']}: inference takes POST",
                                        headers={"Allow": "POST"})
             # before the body is read: a refused caller costs no upload
-            require_infer(await authenticate(scope["headers"], scope, self.services), name)
+            identity = await authenticate(scope["headers"], scope, self.services)
+            require_infer(identity, name)
             kwargs: dict[str, Any] = {}
             for key, value in scope["headers"]:
                 field = _WANTED.get(key)
                 if field is not None:
                     kwargs[field] = value.decode("latin-1")
             body = await _read_body(receive, self.services.settings.max_body_bytes)
+            client = scope.get("client")
+            caller = identity.subject if identity.via != "open" else (
+                f"open:{client[0]}" if client else "open")
             content, headers = await self.services.dataplane.infer(name, version, body,
-                                                                   **kwargs)
+                                                                   caller=caller, **kwargs)
             status = 200
         except ApplianceError as exc:
             if exc.status >= 500:

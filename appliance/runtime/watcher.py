@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..registry.db import generation, open_database
 from .repository import ModelRepository
@@ -19,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class RegistryWatcher:
-    def __init__(self, db_path: Path, repository: ModelRepository, interval: float) -> None:
+    def __init__(self, db_path: Path, repository: ModelRepository, interval: float,
+                 on_tick: Callable[[Any], None] | None = None) -> None:
         self.db_path = db_path
+        self.on_tick = on_tick  # e.g. copy registry events into the audit chain
         self.repository = repository
         self.interval = interval
         self._stop = threading.Event()
@@ -39,7 +43,9 @@ class RegistryWatcher:
         db = open_database(self.db_path)
         try:
             self.seen = generation(db)
+            self._tick_extra(db)
             while not self._stop.wait(self.interval):
+                self._tick_extra(db)
                 try:
                     current = generation(db)
                     if current != self.seen:
@@ -51,3 +57,11 @@ class RegistryWatcher:
                     log.exception("registry refresh failed")
         finally:
             db.conn.close()
+
+    def _tick_extra(self, db: Any) -> None:
+        if self.on_tick is None:
+            return
+        try:
+            self.on_tick(db)
+        except Exception:  # never stop watching the registry because of a side task
+            log.exception("registry watcher side task failed")
