@@ -24,7 +24,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def appliance_error(_: Request, exc: ApplianceError) -> Response:
-    if exc.status >= 500:
+    if exc.status == 500:  # 503/504 are load or readiness answers, not faults
         log.error("%s: %s", type(exc).__name__, exc.message)
     return _error(exc.status, exc.message, exc.headers)
 

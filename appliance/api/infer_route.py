@@ -103,7 +103,7 @@ class InferenceFront:
                                                                    caller=caller, **kwargs)
             status = 200
         except ApplianceError as exc:
-            if exc.status >= 500:
+            if exc.status == 500:
                 log.error("%s on %s: %s", type(exc).__name__, scope["path"], exc.message)
             status, headers = exc.status, dict(exc.headers)
             content = msgspec.json.encode({"error": exc.message})
