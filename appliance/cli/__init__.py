@@ -32,6 +32,11 @@ def settings_from(ctx: click.Context, **cli: Any) -> Settings:
     return load_settings(cli, config=config)
 
 
+def echo_result(result: Any, as_json: bool, text: str) -> None:
+    """Print ``result`` as JSON with ``--json``, else the human ``text``."""
+    click.echo(json.dumps(result, indent=2) if as_json else text)
+
+
 def _fail(message: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"error": message}))

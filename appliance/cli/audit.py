@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import click
 
 from ..errors import BadRequest
 from . import data_dir_option, handle_errors, json_option, main, settings_from
+from . import echo_result as _echo
 
 T = TypeVar("T")
 
@@ -52,10 +52,6 @@ def _moment(option: str, value: str | None) -> datetime | None:
         raise BadRequest(f"{option} {value!r} is not an ISO 8601 date or time, e.g. "
                          "2026-01-31 or 2026-01-31T12:00:00Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _echo(result: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(result, indent=2) if as_json else text)
 
 
 def _user() -> str:

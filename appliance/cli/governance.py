@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from . import data_dir_option, handle_errors, json_option, main
+from . import echo_result as _echo
 from .models import _open_registry, models
 
 T = TypeVar("T")
@@ -30,10 +30,6 @@ def _with_registry(ctx: click.Context, data_dir: Path | None, fn: Callable[[Any]
         return fn(registry)
     finally:
         registry.close()
-
-
-def _echo(result: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(result, indent=2) if as_json else text)
 
 
 @main.group()

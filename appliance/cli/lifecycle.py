@@ -6,7 +6,6 @@ so a version that does not load is marked ``failed`` and nothing else changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -18,15 +17,12 @@ import click
 
 from ..lifecycle.stages import STAGES
 from . import data_dir_option, handle_errors, json_option, settings_from
+from . import echo_result as _echo
 from .models import models
 
 
 def _actor(by: str | None) -> str:
     return by or os.environ.get("USER") or "cli"
-
-
-def _echo(result: dict[str, Any], as_json: bool, text: str) -> None:
-    click.echo(json.dumps(result, indent=2) if as_json else text)
 
 
 def _parse_at(_ctx: click.Context, _param: click.Parameter,

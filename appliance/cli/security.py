@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import data_dir_option, handle_errors, json_option, main, settings_from
+from . import data_dir_option, echo_result, handle_errors, json_option, main, settings_from
 from .package import package
 
 
@@ -25,7 +24,7 @@ def _keys_dir(ctx: click.Context, data_dir: Path | None) -> Path:
 
 
 def _echo(as_json: bool, data: Any, text: str) -> None:
-    click.echo(json.dumps(data, indent=2) if as_json else text)
+    echo_result(data, as_json, text)
 
 
 @main.group()
