@@ -305,6 +305,7 @@ def test_api_promote_approve_rollback(registry, catalog, settings, tmp_path):
                            refresh=lambda: calls.append("refresh"))
     app = Litestar(route_handlers=[LifecycleController], exception_handlers=EXCEPTION_HANDLERS,
                    state=State({"services": SimpleNamespace(settings=settings,
+                                                            registry=registry,
                                                             repository=repo)}))
     with TestClient(app) as client:
         assert client.get("/v1/models").json()[0]["versions"][0]["stage"] == "registered"

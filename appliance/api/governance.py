@@ -10,20 +10,16 @@ version).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ..errors import BadRequest
-from ..registry import Registry
 from ..security.scopes import READ, WRITE
 from .auth import requires
-
-T = TypeVar("T")
+from .registry_access import with_registry
 
 
 class ConsumerBody(msgspec.Struct, kw_only=True):
@@ -48,20 +44,6 @@ class DeprecateBody(msgspec.Struct, kw_only=True):
     sunset_date: str | None = None
     successor: str | None = None
     actor: str | None = None
-
-
-async def _with_registry(request: Request, fn: Callable[[Registry], T]) -> T:
-    """Run ``fn`` in a worker thread with a registry connection of its own."""
-    data_dir = request.app.state.services.registry.data_dir
-
-    def work() -> T:
-        registry = Registry(data_dir)
-        try:
-            return fn(registry)
-        finally:
-            registry.close()
-
-    return await anyio.to_thread.run_sync(work)
 
 
 async def _fields(request: Request, *names: str) -> dict[str, str | None]:
@@ -89,7 +71,7 @@ class ConsumerController(Controller):
                         model: FromQuery[str | None] = None) -> list[dict[str, Any]]:
         from ..lifecycle.consumers import list_consumers
 
-        found = await _with_registry(request, lambda r: list_consumers(r, model))
+        found = await with_registry(request, lambda r: list_consumers(r, model))
         return [c.to_dict() for c in found]
 
     @post("/", status_code=200, summary="Register a consumer of a model",
@@ -97,7 +79,7 @@ class ConsumerController(Controller):
     async def add(self, request: Request, data: JSONBody[ConsumerBody]) -> dict[str, Any]:
         from ..lifecycle.consumers import add_consumer
 
-        consumer = await _with_registry(request, lambda r: add_consumer(
+        consumer = await with_registry(request, lambda r: add_consumer(
             r, data.name, data.model, data.reads, data.contact, data.webhook))
         return consumer.to_dict()
 
@@ -112,7 +94,7 @@ class GovernanceController(Controller):
                       version: FromPath[str]) -> dict[str, Any]:
         from ..lifecycle.lineage import lineage
 
-        return await _with_registry(request, lambda r: lineage(r, name, version))
+        return await with_registry(request, lambda r: lineage(r, name, version))
 
     @post("/{name:str}/versions/{version:str}/hold", status_code=200,
           guards=[requires(WRITE)],
@@ -121,7 +103,7 @@ class GovernanceController(Controller):
                    data: JSONBody[HoldBody]) -> dict[str, Any]:
         from ..lifecycle.holds import place_hold
 
-        hold = await _with_registry(request, lambda r: place_hold(
+        hold = await with_registry(request, lambda r: place_hold(
             r, name, version, data.holder, data.reason))
         return hold.to_dict()
 
@@ -132,7 +114,7 @@ class GovernanceController(Controller):
                       data: JSONBody[ReleaseBody]) -> list[dict[str, Any]]:
         from ..lifecycle.holds import release_hold
 
-        holds = await _with_registry(request, lambda r: release_hold(r, name, version, data.by))
+        holds = await with_registry(request, lambda r: release_hold(r, name, version, data.by))
         return [h.to_dict() for h in holds]
 
     @post("/{name:str}/versions/{version:str}/deprecate", status_code=200,
@@ -142,7 +124,7 @@ class GovernanceController(Controller):
                         data: JSONBody[DeprecateBody]) -> dict[str, Any]:
         from ..lifecycle.deprecation import deprecate
 
-        return await _with_registry(request, lambda r: deprecate(
+        return await with_registry(request, lambda r: deprecate(
             r, name, version, deprecation_date=data.deprecation_date,
             sunset_date=data.sunset_date, successor=data.successor,
             actor=data.actor or "api"))
@@ -161,7 +143,7 @@ async def delete_model_version(request: Request, name: FromPath[str],
 
     given = await _fields(request, "actor", "reason")
     actor, reason = given["actor"] or "", given["reason"] or ""
-    deletion = await _with_registry(request, lambda r: delete_version(
+    deletion = await with_registry(request, lambda r: delete_version(
         r, name, version, actor=actor, reason=reason))
     return deletion.to_dict()
 

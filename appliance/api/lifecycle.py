@@ -9,8 +9,7 @@ change is committed, to ``refresh`` routing in one step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio.to_thread
 import msgspec
@@ -22,8 +21,7 @@ from ..lifecycle.promotion import current_production, promote, rollback, stage_h
 from ..registry import Registry
 from ..security.scopes import APPROVE, PROMOTE, READ
 from .auth import actor_of, requires
-
-T = TypeVar("T")
+from .registry_access import with_registry
 
 
 class PromoteBody(msgspec.Struct, kw_only=True):
@@ -50,20 +48,6 @@ def _services(request: Request) -> Any:
     return request.app.state.services
 
 
-async def _with_registry(request: Request, fn: Callable[[Registry], T]) -> T:
-    """Run ``fn`` in a worker thread with a registry connection of its own."""
-    data_dir = _services(request).settings.data_dir
-
-    def work() -> T:
-        registry = Registry(data_dir)
-        try:
-            return fn(registry)
-        finally:
-            registry.close()
-
-    return await anyio.to_thread.run_sync(work)
-
-
 class LifecycleController(Controller):
     path = "/v1/models"
     tags = ["lifecycle"]
@@ -80,11 +64,11 @@ class LifecycleController(Controller):
                                          for v in m.versions]})
             return out
 
-        return await _with_registry(request, work)
+        return await with_registry(request, work)
 
     @get("/{name:str}", summary="One model with every version", guards=[requires(READ)])
     async def model(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
-        return await _with_registry(request, lambda r: r.model(name).to_dict())
+        return await with_registry(request, lambda r: r.model(name).to_dict())
 
     @get("/{name:str}/versions/{version:str}", guards=[requires(READ)],
          summary="One version with its stage history and approvals")
@@ -96,7 +80,7 @@ class LifecycleController(Controller):
             record["approvals"] = approvals(registry, name, version)
             return record
 
-        return await _with_registry(request, work)
+        return await with_registry(request, work)
 
     @post("/{name:str}/versions/{version:str}/promote", status_code=200,
           guards=[requires(PROMOTE)],
@@ -104,7 +88,7 @@ class LifecycleController(Controller):
     async def promote_version(self, request: Request, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[PromoteBody]) -> dict[str, Any]:
         services = _services(request)
-        summary = await _with_registry(request, lambda r: promote(
+        summary = await with_registry(request, lambda r: promote(
             r, services.settings, name, version, data.to,
             actor=actor_of(request.user, data.actor, "api"),
             reason=data.reason, breaking=data.breaking,
@@ -117,7 +101,7 @@ class LifecycleController(Controller):
           summary="Approve a version for production (not by its pusher)")
     async def approve_version(self, request: Request, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[ApproveBody]) -> dict[str, Any]:
-        return await _with_registry(
+        return await with_registry(
             request, lambda r: approve(r, name, version,
                                        actor_of(request.user, data.approver, data.approver),
                                        data.reason))
@@ -127,7 +111,7 @@ class LifecycleController(Controller):
     async def rollback_model(self, request: Request, name: FromPath[str],
                        data: JSONBody[RollbackBody]) -> dict[str, Any]:
         services = _services(request)
-        summary = await _with_registry(request, lambda r: rollback(
+        summary = await with_registry(request, lambda r: rollback(
             r, services.settings, name, to_version=data.to_version,
             actor=actor_of(request.user, data.actor, "api"), reason=data.reason,
             force_reason=data.force_reason,

@@ -34,9 +34,10 @@ reads files only; LiteRT serves it.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -282,12 +283,25 @@ def _positive_int(name: str, value: Any) -> int:
     return number
 
 
+@contextlib.contextmanager
+def _load_errors(name: str) -> Iterator[None]:
+    """Map what reading a model can raise to InvalidModelFile naming the file."""
+    try:
+        yield
+    except InvalidModelFile:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidModelFile(f"openvino cannot read {name}: {exc}") from exc
+    except Exception as exc:
+        raise InvalidModelFile(f"openvino cannot load {name}: {_short(exc)}") from exc
+
+
 def _read_model(ov: Any, core: Any, source: ModelSource) -> Any:
     """Read ``source`` into an ``openvino.Model``, from memory where OpenVINO allows it."""
     if isinstance(source, EncryptedModelSource):
         return _read_encrypted(ov, core, source)
     path = source.path
-    try:
+    with _load_errors(path.name):
         if source.format == "openvino":
             bin_path = path.with_suffix(".bin")
             if not bin_path.is_file():
@@ -302,12 +316,6 @@ def _read_model(ov: Any, core: Any, source: ModelSource) -> Any:
             # with "Unable to read the model" (checked with openvino 2026.4.1).
             return core.read_model(str(path))
         data = source.read_bytes()
-    except InvalidModelFile:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidModelFile(f"openvino cannot read {path.name}: {exc}") from exc
-    except Exception as exc:
-        raise InvalidModelFile(f"openvino cannot load {path.name}: {_short(exc)}") from exc
     try:
         return core.read_model(data)
     except Exception as exc:
@@ -329,7 +337,7 @@ def _read_encrypted(ov: Any, core: Any, source: EncryptedModelSource) -> Any:
             f"openvino cannot load {name}: it is encrypted at rest and OpenVINO reads "
             "TFLite only from a plaintext file, which the appliance never writes; the "
             "litert backend loads it from memory (pip install 'appliance[litert]')")
-    try:
+    with _load_errors(name):
         if source.format == "openvino":
             xml = source.read_bytes().decode("utf-8")
             # a writable buffer: the Tensor shares it instead of copying the weights
@@ -337,16 +345,8 @@ def _read_encrypted(ov: Any, core: Any, source: EncryptedModelSource) -> Any:
                                     dtype=np.uint8)
             return core.read_model(xml, ov.Tensor(weights, shared_memory=True))
         data = source.read_bytes()
-    except InvalidModelFile:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidModelFile(f"openvino cannot read {name}: {exc}") from exc
-    except Exception as exc:
-        raise InvalidModelFile(f"openvino cannot load {name}: {_short(exc)}") from exc
-    try:
+    with _load_errors(name):  # no path fallback: the file on disk is ciphertext
         return core.read_model(data)
-    except Exception as exc:  # no path fallback: the file on disk is ciphertext
-        raise InvalidModelFile(f"openvino cannot load {name}: {_short(exc)}") from exc
 
 
 def _pool_size(compiled: Any, options: Mapping[str, Any]) -> int:
