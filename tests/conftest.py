@@ -15,6 +15,8 @@ import appliance_onnxruntime  # noqa: E402
 
 from appliance.api import create_app  # noqa: E402
 from appliance.plugins import get_plugin_manager  # noqa: E402
+from appliance.registry import Registry  # noqa: E402
+from appliance.runtime.catalog import BackendCatalog  # noqa: E402
 from appliance.services import Services, build_services, seed_demo_models  # noqa: E402
 from appliance.settings import load_settings  # noqa: E402
 from appliance.testing.server import ServerThread  # noqa: E402
@@ -27,6 +29,20 @@ def unsigned_config(directory: Path) -> Path:
     path = directory / "unsigned-ok.toml"
     path.write_text(UNSIGNED_OK)
     return path
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator[Registry]:
+    """A real registry (SQLite file and artifact store) in ``tmp_path / "var"``."""
+    reg = Registry(tmp_path / "var")
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def catalog(ort_plugin_manager) -> BackendCatalog:
+    """The backend catalog of the ONNX Runtime-only plugin manager."""
+    return BackendCatalog(ort_plugin_manager)
 
 
 @pytest.fixture

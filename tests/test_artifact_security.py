@@ -157,18 +157,6 @@ def infer(url: str, name: str, features: int) -> list[float]:
     return r.json()["outputs"][0]["data"]
 
 
-@pytest.fixture
-def catalog(ort_plugin_manager) -> BackendCatalog:
-    return BackendCatalog(ort_plugin_manager)
-
-
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path / "var")
-    yield reg
-    reg.close()
-
-
 # -- signatures ------------------------------------------------------------------------
 
 def test_signed_manifest_verifies_and_names_the_signing_key():

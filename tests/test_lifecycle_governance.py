@@ -34,13 +34,6 @@ from appliance.testing.server import ServerThread
 
 
 @pytest.fixture
-def registry(tmp_path):
-    r = Registry(tmp_path / "var")
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def add(registry, ort_plugin_manager, tmp_path):
     """add(name, factor=None | path) -> version: import a real ONNX model."""
     catalog = BackendCatalog(ort_plugin_manager)

@@ -25,7 +25,6 @@ from appliance.errors import Conflict, Forbidden, NotFound
 from appliance.lifecycle.gates import BreakingChange, approve, signature_diff
 from appliance.lifecycle.promotion import PromotionFailed, promote, rollback, stage_history
 from appliance.registry import Registry
-from appliance.runtime.catalog import BackendCatalog
 from appliance.runtime.importer import import_model
 from appliance.settings import load_settings
 from appliance.signature import TensorSpec
@@ -41,18 +40,6 @@ def y_and_z_model(path: Path) -> Path:
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())
     return path
-
-
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path / "var")
-    yield reg
-    reg.close()
-
-
-@pytest.fixture
-def catalog(ort_plugin_manager):
-    return BackendCatalog(ort_plugin_manager)
 
 
 def settings_for(tmp_path: Path, **overrides):

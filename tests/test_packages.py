@@ -30,7 +30,6 @@ from appliance.errors import BadRequest, Conflict, NotFound
 from appliance.packages import CRASH_ENV, CRASH_STEPS, build_package, load_manifest, push_package
 from appliance.packages.manifest import toml_text
 from appliance.registry import ArtifactStore, Registry
-from appliance.runtime.catalog import BackendCatalog
 
 # imports the package commands explicitly, so this works whether or not the CLI's
 # _register_commands() imports appliance.cli.package yet
@@ -87,18 +86,6 @@ def with_hashes(root: Path) -> dict[str, Any]:
             f["sha256"] = hashlib.sha256((root / f["path"]).read_bytes()).hexdigest()
             f["size"] = (root / f["path"]).stat().st_size
     return m
-
-
-@pytest.fixture
-def catalog(ort_plugin_manager) -> BackendCatalog:
-    return BackendCatalog(ort_plugin_manager)
-
-
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path / "var")
-    yield reg
-    reg.close()
 
 
 def assert_untouched(registry: Registry) -> None:

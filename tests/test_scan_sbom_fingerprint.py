@@ -32,8 +32,6 @@ from onnx import TensorProto, helper, numpy_helper
 from appliance.errors import BadRequest
 from appliance.packages import build_package, push_package
 from appliance.packages.manifest import toml_text
-from appliance.registry import Registry
-from appliance.runtime.catalog import BackendCatalog
 from appliance.security.fingerprint import (
     find_fingerprint,
     fingerprint_file,
@@ -151,18 +149,6 @@ def clean_package(root: Path, *, factor: float = 2.0) -> Path:
         "tags": {"owner": "ml@example.com", "sensitivity": "internal", "impact": "low"}}
     (root / "model.toml").write_text(toml_text(manifest))
     return root
-
-
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path / "var")
-    yield reg
-    reg.close()
-
-
-@pytest.fixture
-def catalog(ort_plugin_manager) -> BackendCatalog:
-    return BackendCatalog(ort_plugin_manager)
 
 
 # -- scan: pickles -----------------------------------------------------------------------
