@@ -13,15 +13,16 @@ from typing import Any
 from . import __version__
 from .errors import BadRequest, UnsupportedMediaType
 from .protocol.codec import (
+    decode_header,
     decode_raw_binary,
-    decode_request,
+    decode_tensors,
     encode_response,
     requested_outputs,
 )
 from .protocol.types import InferenceRequest, RequestInput
 from .runtime.loading import ServedVersion
 from .runtime.repository import ModelRepository
-from .validation import validate_inputs, validate_outputs
+from .validation import check_declared_inputs, check_requested_outputs
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/octet-stream")
@@ -80,11 +81,13 @@ class DataPlane:
         if length == 0:
             request, arrays = _raw_binary_request(served, body)
         else:
-            request, arrays = decode_request(body, length)
-        validate_inputs(name, served.inputs,
-                        {i.name: i.datatype for i in request.inputs}, arrays)
+            # what the request declares is checked against the signature before any
+            # tensor data is decoded: nothing proportional to a hostile shape is computed
+            request, binary_part = decode_header(body, length)
+            check_declared_inputs(name, served.inputs, request.inputs)
+            check_requested_outputs(name, served.outputs, request.outputs)
+            arrays = decode_tensors(request, binary_part, length)
         names, binary = requested_outputs(request)
-        validate_outputs(name, served.outputs, names)
         execution = served.execution
         if execution.inline:  # the fast path: a cheap model, predicted right here
             outputs = execution.model.predict(arrays)

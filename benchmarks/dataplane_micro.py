@@ -26,7 +26,7 @@ from appliance.protocol.codec import decode_request, encode_response  # noqa: E4
 from appliance.runtime.importer import import_model  # noqa: E402
 from appliance.services import build_services, load_models  # noqa: E402
 from appliance.settings import load_settings  # noqa: E402
-from appliance.validation import validate_inputs  # noqa: E402
+from appliance.validation import check_declared_inputs  # noqa: E402
 
 N = 20000
 
@@ -69,8 +69,8 @@ def main() -> None:
         outputs = served.model.predict(arrays)
         steps = {
             "decode_request": lambda: decode_request(body, None),
-            "validate_inputs": lambda: validate_inputs(
-                "bc", served.inputs, {i.name: i.datatype for i in request.inputs}, arrays),
+            "check_declared_inputs": lambda: check_declared_inputs(
+                "bc", served.inputs, request.inputs),
             "predict": lambda: served.model.predict(arrays),
             "encode_response": lambda: encode_response("bc", "1", outputs, request_id=None,
                                                        parameters=None, binary_outputs=False),

@@ -221,7 +221,7 @@ def test_binary_size_errors() -> None:
     bad(body[:-1], length, "shorter than declared", "11 bytes present", "totals 12")
     bad(body + b"\0", length, "longer than declared", "13 bytes present")
     bad(body, len(body) + 1, f"{HEADER_LENGTH} is {len(body) + 1}", f"only {len(body)} bytes")
-    bad(body, None, "not valid JSON")
+    bad(body, None, f"send the header Inference-Header-Content-Length: {length}")
     bad(body[:length], None, "no Inference-Header-Content-Length header")
     bad(body, 0, "raw binary")
     bad(body, -5, "positive")
@@ -236,8 +236,9 @@ def test_binary_size_errors() -> None:
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [
-        (struct.pack("<I", 5) + b"abc", "element 0 has length prefix 5 but only 3"),
-        (struct.pack("<I", 1) + b"a" + b"\x02\0", "end before element 1's 4-byte length prefix"),
+        (struct.pack("<I", 5) + b"abcd", "element 0 has length prefix 5 but only 4"),
+        (struct.pack("<I", 1) + b"a" + b"\x02\0", "declares 2 elements, but its 7 bytes"),
+        (struct.pack("<I", 1) + b"a" + b"\x02\0\0", "end before element 1's 4-byte length prefix"),
         (struct.pack("<I", 1) + b"a" + struct.pack("<I", 0) + b"zz", "2 bytes left over"),
     ],
 )

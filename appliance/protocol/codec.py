@@ -44,9 +44,19 @@ from appliance.protocol.tensors import (
 from appliance.protocol.types import InferenceRequest, RequestInput, decode_inference_header
 from appliance.signature import TensorSpec, numpy_to_datatype
 
-__all__ = ["decode_raw_binary", "decode_request", "encode_response", "requested_outputs"]
+__all__ = [
+    "MAX_RANK",
+    "decode_header",
+    "decode_raw_binary",
+    "decode_request",
+    "decode_tensors",
+    "encode_response",
+    "requested_outputs",
+]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+#: numpy's limit on array dimensions; a model's signature bounds the rank further
+MAX_RANK = 64
 
 
 def decode_request(
@@ -57,7 +67,16 @@ def decode_request(
     ``header_length`` is the ``Inference-Header-Content-Length`` header (``None`` when
     absent: the whole body is JSON). Arrays keep the inputs' order; arrays from binary
     data are read-only views of ``body``. Every problem raises :class:`BadRequest`.
+    The data plane calls the two halves itself, checking the declared inputs against the
+    model's signature in between (:func:`appliance.validation.check_declared_inputs`).
     """
+    request, binary = decode_header(body, header_length)
+    return request, decode_tensors(request, binary, header_length)
+
+
+def decode_header(body: bytes, header_length: int | None
+                  ) -> tuple[InferenceRequest, memoryview]:
+    """The JSON inference request and the binary part of the body after it."""
     view = memoryview(body)
     if header_length is None:
         header, binary = view, view[:0]
@@ -72,7 +91,14 @@ def decode_request(
         )
     else:
         header, binary = view[:header_length], view[header_length:]
-    request = decode_inference_header(header)
+    return decode_inference_header(header), binary
+
+
+def decode_tensors(request: InferenceRequest, binary: memoryview,
+                   header_length: int | None) -> dict[str, np.ndarray]:
+    """One array per input from JSON ``data`` or the binary part. Nothing is allocated
+    before the declared sizes are checked against the bytes present, so the cost is
+    bounded by the body (the shapes' ranks are bounded by the signature check before)."""
     sizes = [_binary_size(inp) for inp in request.inputs]
     _check_binary_total(sum(s or 0 for s in sizes), len(binary), header_length)
 
@@ -82,6 +108,9 @@ def decode_request(
         if inp.name in arrays:
             raise BadRequest(f"input '{inp.name}' appears more than once in the request")
         check_datatype(inp.datatype, inp.name)
+        if len(inp.shape) > MAX_RANK:
+            raise BadRequest(f"input '{inp.name}' has {len(inp.shape)} dimensions; at most "
+                             f"{MAX_RANK} are supported")
         if any(dim < 0 for dim in inp.shape):
             raise BadRequest(
                 f"input '{inp.name}' has shape {inp.shape}: dimensions must not be negative"
@@ -92,7 +121,7 @@ def decode_request(
             chunk = binary[offset : offset + size]
             arrays[inp.name] = binary_to_array(chunk, inp.name, inp.datatype, inp.shape)
             offset += size
-    return request, arrays
+    return arrays
 
 
 def _binary_size(inp: RequestInput) -> int | None:
@@ -195,10 +224,12 @@ def requested_outputs(request: InferenceRequest) -> tuple[list[str] | None, set[
     if not request.outputs:
         return None, default
     names: list[str] = []
+    seen: set[str] = set()
     binary: set[str] = set()
     for out in request.outputs:
-        if out.name in names:
+        if out.name in seen:
             raise BadRequest(f"output '{out.name}' is requested more than once")
+        seen.add(out.name)
         params = out.parameters or {}
         if "classification" in params or "shared_memory_region" in params:
             raise BadRequest(

@@ -153,9 +153,19 @@ def binary_to_array(buf: memoryview, name: str, datatype: str, shape: list[int])
 
 
 def deserialize_bytes(buf: memoryview, count: int, name: str) -> np.ndarray:
-    """Parse ``count`` BYTES elements, each a 4-byte little-endian length then the bytes."""
-    out = np.empty(count, dtype=object)
+    """Parse ``count`` BYTES elements, each a 4-byte little-endian length then the bytes.
+
+    Each element takes at least its 4-byte prefix, so a count the data cannot hold is
+    refused before anything is allocated for it.
+    """
     size, offset = len(buf), 0
+    if count > size // 4:
+        raise BadRequest(
+            f"BYTES input '{name}': its shape declares {count} elements, but its {size} "
+            f"bytes of binary data hold at most {size // 4} (each element has a 4-byte "
+            "length prefix); check the shape and binary_data_size"
+        )
+    out = np.empty(count, dtype=object)
     for i in range(count):
         if offset + 4 > size:
             raise BadRequest(
