@@ -13,6 +13,7 @@ Run by hand; it asserts nothing. Cases are bounded (one request each) and loopba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -43,10 +44,8 @@ def _hwm_kib(pid: int) -> int:
 
 def _reset_hwm(pid: int) -> None:
     # writing 5 to clear_refs resets the peak RSS counter (Linux >= 4.0)
-    try:
+    with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _cases() -> list[tuple[str, bytes, dict[str, str]]]:
