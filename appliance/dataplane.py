@@ -89,11 +89,7 @@ class DataPlane:
             arrays = decode_tensors(request, binary_part, length)
         names, binary = requested_outputs(request)
         execution = served.execution
-        if execution.inline:  # the fast path: a cheap model, predicted right here
-            outputs = execution.model.predict(arrays)
-        else:
-            deadline = execution.deadline(timeout_ms, request.parameters)
-            outputs = await execution.run(arrays, deadline)
+        outputs = await execution.run(arrays, execution.deadline(timeout_ms, request.parameters))
         all_outputs = outputs
         if names is not None:
             outputs = {n: outputs[n] for n in names}

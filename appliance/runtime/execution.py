@@ -1,9 +1,11 @@
 """How one loaded version executes requests: inline, on its instance pool, or through
 its dynamic batcher; with deadlines, admission control and latency statistics.
 
-The inline path (cheap models, no batching, one instance) costs a function call: no
-thread hop, no queue. Everything else goes through a bounded number of worker threads
-(``instances``), so a slow model cannot take every thread of the process.
+:meth:`Execution.run` is the one place that decides. The inline path (cheap models, no
+batching, one instance) costs a function call: no thread hop, no queue. Everything else
+goes through a bounded number of worker threads (``instances``), so a slow model cannot
+take every thread of the process. Every request's latency, inline ones included, goes
+into the version's :class:`~.latency.LatencyWindow`.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..backend import LoadedModel
-from ..errors import GatewayTimeout, ServiceUnavailable
+from ..errors import BadRequest, GatewayTimeout, ServiceUnavailable
 from ..settings import ModelServing
 from .batcher import BatchConfig, DynamicBatcher
+from .latency import LatencyWindow
 
 
 class Execution:
@@ -30,8 +32,7 @@ class Execution:
         self.model = model
         self.serving = serving
         self.instances = serving.instances or default_instances
-        self.latencies: deque[float] = deque(maxlen=1024)  # seconds, end to end
-        self.samples_total = 0
+        self.latencies = LatencyWindow()  # seconds, end to end, every request
         self.compute_s = 0.0  # moving average of one predict (or one batch), seconds
         self.decisions: Any = ()  # the autoscaler's recent decisions
         self.inflight = 0
@@ -62,19 +63,20 @@ class Execution:
         try:
             ms = float(raw)
         except (TypeError, ValueError):
-            from ..errors import BadRequest
             raise BadRequest(f"request timeout must be a number of milliseconds, got {raw!r}"
                              ) from None
-        if ms <= 0:
-            from ..errors import BadRequest
-            raise BadRequest("request timeout must be positive (milliseconds)")
+        if not ms > 0 or ms == float("inf"):  # NaN fails the first test
+            raise BadRequest("request timeout must be a positive, finite number of "
+                             "milliseconds")
         return time.monotonic() + ms / 1000
 
     async def run(self, inputs: Mapping[str, np.ndarray],
                   deadline: float | None = None) -> dict[str, np.ndarray]:
-        start = time.monotonic()
+        """Predict ``inputs`` inline, on the pool or through the batcher; the latency of
+        every call (failed ones too) is recorded."""
+        start = time.perf_counter()
         try:
-            if self.inline:
+            if self.inline:  # computed now, so a deadline cannot pass before compute
                 return self.model.predict(inputs)
             if self.batcher is not None:
                 cfg = self.batcher.config
@@ -82,8 +84,7 @@ class Execution:
                 return await self.batcher.submit(inputs, deadline)
             return await self._on_pool(inputs, deadline)
         finally:
-            self.latencies.append(time.monotonic() - start)
-            self.samples_total += 1
+            self.latencies.record(time.perf_counter() - start)
 
     def shed_if_hopeless(self, waiting: float, deadline: float | None) -> None:
         """Admission control: refuse now (503 + Retry-After) a request that would wait
@@ -136,9 +137,7 @@ class Execution:
             self._pool._max_workers = self.instances  # grows lazily; idle threads stay
 
     def p95_ms(self) -> float | None:
-        if len(self.latencies) < 20:
-            return None
-        return float(np.percentile(np.fromiter(self.latencies, float), 95) * 1000)
+        return self.latencies.percentile_ms(95)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"instances": self.instances, "inline": self.inline}

@@ -15,9 +15,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .execution import Execution
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ class ScalingController:
             batcher = execution.batcher
             state = self.states.setdefault(key, ScaleState(
                 execution.instances, batcher.config.max_queue_delay_us if batcher else 0))
-            samples = list(execution.latencies)[-self._new_samples(key, execution):]
+            samples = self._new_samples(key, execution)
             p95 = float(np.percentile(samples, 95) * 1000) if len(samples) >= 20 else None
             bounds = Bounds(cfg.p95_target_ms, cfg.min_instances, cfg.max_instances,
                             cfg.min_queue_delay_us, cfg.max_queue_delay_us_limit,
@@ -128,9 +131,10 @@ class ScalingController:
             log.info("autoscale %s version %s: %s (p95 %.1f ms, target %.1f ms)", key[0],
                      key[1], action, p95 or 0, cfg.p95_target_ms)
 
-    def _new_samples(self, key: tuple[str, str], execution: Any) -> int:
-        """How many latencies arrived since the last tick (the deque is bounded)."""
-        total = getattr(execution, "samples_total", len(execution.latencies))
-        new = total - self._seen.get(key, 0)
+    def _new_samples(self, key: tuple[str, str], execution: Execution) -> np.ndarray:
+        """The latencies recorded since the last tick (at most the window)."""
+        window = execution.latencies
+        total = window.count
+        samples = window.since(self._seen.get(key, 0))
         self._seen[key] = total
-        return max(0, min(new, len(execution.latencies))) or len(execution.latencies)
+        return samples
