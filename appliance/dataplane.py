@@ -20,8 +20,8 @@ from .protocol.codec import (
     requested_outputs,
 )
 from .protocol.types import InferenceRequest, RequestInput
-from .runtime.loading import ServedVersion
 from .runtime.repository import ModelRepository
+from .runtime.served import ServedVersion
 from .validation import check_declared_inputs, check_requested_outputs
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]

@@ -4,8 +4,10 @@
     (any serving stage) → failed;  failed → registered (retry)
 
 A version in a *serving* stage is loaded by the server. The default route of a model (a
-request without a version) goes to its ``production`` version, else to its newest
-non-deprecated serving version.
+request without a version) goes to its ready ``production`` version; else to the most
+recently demoted ready ``deprecated`` version (the previous production); else to the
+newest ready ``registered`` version. ``shadow`` and ``canary`` versions are loaded but
+get no default traffic (``appliance.routing.default_route``).
 """
 
 from __future__ import annotations

@@ -5,68 +5,15 @@ and noted on the served version; nothing falls back silently."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
 
 from ..backend import Backend, LoadedModel, ModelSource
 from ..errors import InvalidModelFile
-from ..registry import Registry, VersionRecord
-from ..signature import TensorSpec
+from ..registry import Registry
 from .catalog import BackendCatalog
 from .placement import Placement, variant_order
+from .served import ServedVersion
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServedVersion:
-    record: VersionRecord
-    state: str = "loading"  # loading | ready | failed | unloaded
-    reason: str = ""
-    model: LoadedModel | None = None
-    backend: str = ""
-    inline: bool = False
-    variant: str = ""
-    notes: list[str] = field(default_factory=list)
-    warmup: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, TensorSpec] = field(default_factory=dict)
-    outputs: dict[str, TensorSpec] = field(default_factory=dict)
-    #: response headers for every answer of this version (Deprecation, Sunset, Link)
-    headers: dict[str, str] = field(default_factory=dict)
-    execution: Any = None  # runtime.execution.Execution once ready
-
-    @classmethod
-    def for_record(cls, record: VersionRecord) -> ServedVersion:
-        return cls(record, inputs={s.name: s for s in record.inputs},
-                   outputs={s.name: s for s in record.outputs})
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "ready"
-
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"state": self.state, "backend": self.backend,
-                                "variant": self.variant, "inline": self.inline}
-        if self.notes:
-            info["notes"] = self.notes
-        if self.reason:
-            info["reason"] = self.reason
-        if self.model is not None:
-            info.update(self.model.metadata())
-        if self.warmup:
-            info["warmup"] = self.warmup
-        if self.execution is not None:
-            info.update(self.execution.describe())
-        return info
-
-    def release(self) -> None:
-        """Stop executing and free the runtime (unload)."""
-        if self.execution is not None:
-            self.execution.close()
-            self.execution = None
-        if self.model is not None:
-            self.model.close()
-            self.model = None
 
 
 class VersionLoader:

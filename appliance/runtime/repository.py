@@ -1,5 +1,6 @@
 """What this process serves: every version in a serving stage, loaded (or failed, with
-why), and which version answers a request that names none.
+why). Which version answers a request that names none is the model's routing policy
+(:mod:`appliance.routing`), rebuilt here whenever the served versions change.
 
 Loading one version never affects another. A promotion loads and warms the new version
 first (:meth:`preload`); only then does :meth:`refresh` re-read the stages and switch the
@@ -19,11 +20,13 @@ from ..errors import ApplianceError, NotFound, ServiceUnavailable
 from ..lifecycle.stages import SERVING
 from ..registry import Registry, VersionRecord
 from ..registry.models import _version_key
+from ..routing import RoutePolicy, default_route
 from ..settings import ModelServing
 from .catalog import BackendCatalog
 from .execution import Execution
-from .loading import ServedVersion, VersionLoader
+from .loading import VersionLoader
 from .placement import Placement
+from .served import ServedVersion
 from .warmup import inputs_from_manifest, warm_up
 
 log = logging.getLogger(__name__)
@@ -34,19 +37,6 @@ HeadersFor = Callable[[VersionRecord], dict[str, str]]
 
 def _reason(exc: BaseException) -> str:
     return exc.message if isinstance(exc, ApplianceError) else f"{type(exc).__name__}: {exc}"
-
-
-def default_route(versions: dict[str, ServedVersion]) -> ServedVersion | None:
-    """production if ready; else the most recently demoted ready deprecated version (the
-    previous production, still safe); else the newest ready registered version."""
-    ready = [s for s in versions.values() if s.ready]
-    for stage in ("production", "deprecated", "registered"):
-        found = [s for s in ready if s.record.stage == stage]
-        if found:
-            key = ((lambda s: s.record.stage_changed_at or "") if stage == "deprecated"
-                   else (lambda s: _version_key(s.record.version)))
-            return max(found, key=key)  # type: ignore[arg-type]
-    return None
 
 
 class ModelRepository:
@@ -65,7 +55,7 @@ class ModelRepository:
         self.headers_for = headers_for or (lambda record: {})
         self.serving = serving or {}
         self._models: dict[str, dict[str, ServedVersion]] = {}
-        self._routes: dict[str, ServedVersion] = {}
+        self._routes: dict[str, RoutePolicy] = {}
         self._lock = threading.RLock()
         self._refresh_lock = threading.Lock()  # the watcher and the admin API both refresh
 
@@ -194,11 +184,11 @@ class ModelRepository:
 
     def _reroute(self) -> None:
         with self._lock:
-            routes = {}
+            routes: dict[str, RoutePolicy] = {}
             for name, versions in self._models.items():
-                chosen = default_route(versions)
-                if chosen is not None:
-                    routes[name] = chosen
+                policy = default_route(versions)
+                if policy is not None:
+                    routes[name] = policy
             self._routes = routes  # one assignment: readers see old or new, never half
 
     # -- repository extension ---------------------------------------------------------
@@ -245,7 +235,7 @@ class ModelRepository:
     def default_version(self, name: str) -> ServedVersion:
         route = self._routes.get(name)
         if route is not None:
-            return route
+            return route.decide().served
         versions = self.versions(name)
         return max(versions.values(), key=lambda s: _version_key(s.record.version))
 
