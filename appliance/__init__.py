@@ -1,8 +1,13 @@
 """appliance: a plugin-based model-serving appliance (Open Inference Protocol v2).
 
-The public surface for plugin authors: ``hookimpl``, the backend interface and the
-errors. Everything else is internal and may change.
+The public surface for plugin authors: ``hookimpl``, the backend interface, the errors
+and :func:`discover_hardware`. Everything else is internal and may change.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pluggy import HookimplMarker
 
@@ -18,9 +23,21 @@ from .errors import (
 )
 from .signature import TensorSpec
 
+if TYPE_CHECKING:
+    from .hardware.facts import HardwareFacts
+
 __version__ = "0.1.0"
 
 hookimpl = HookimplMarker("appliance")
+
+
+def discover_hardware(root: Path = Path("/")) -> HardwareFacts:
+    """This box's hardware facts (CPU, memory, NVIDIA GPUs, Jetson, Edge TPU) as the
+    profiles see them, without plugin contributions. Imported lazily: ``import
+    appliance`` stays cheap for plugins that never call it."""
+    from .hardware.facts import discover
+
+    return discover(root=root)
 
 __all__ = [
     "ApplianceError",
@@ -36,5 +53,6 @@ __all__ = [
     "SignatureMismatch",
     "TensorSpec",
     "__version__",
+    "discover_hardware",
     "hookimpl",
 ]

@@ -13,10 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from .errors import InvalidModelFile
 from .signature import TensorSpec
 
 #: file suffix -> model format name
@@ -26,13 +27,39 @@ SUFFIX_FORMATS = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite"}
 @dataclass(frozen=True)
 class ModelSource:
     """Where a model version's bytes are. ``path`` is the primary file (``.onnx``,
-    ``.xml`` with its ``.bin`` beside it, ``.tflite``)."""
+    ``.xml`` with its ``.bin`` beside it, ``.tflite``); companion files (the IR's
+    ``.bin``, ONNX external data) sit beside it and are read by name.
+
+    When ``encrypted`` is true the files on disk are ciphertext: read them only through
+    :meth:`read_bytes`, :meth:`read_file_bytes` and :meth:`read_file_buffer` (plaintext
+    in memory), never by path, and write no plaintext copy (no compiled-model cache).
+    """
+
+    #: the files at ``path`` are encrypted at rest (see appliance.security.crypto_store)
+    encrypted: ClassVar[bool] = False
 
     path: Path
     format: str
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        """The primary file's contents."""
+        return self.read_file_bytes(self.path.name)
+
+    def read_file_bytes(self, name: str) -> bytes:
+        """The contents of the model's file ``name`` (e.g. the IR's ``.bin``)."""
+        return self.companion(name).read_bytes()
+
+    def read_file_buffer(self, name: str) -> bytearray:
+        """Like :meth:`read_file_bytes`, as one writable buffer (numpy and OpenVINO can
+        share it without a second copy)."""
+        return bytearray(self.read_file_bytes(name))
+
+    def companion(self, name: str) -> Path:
+        """The path of the model's file ``name``: a bare file name beside the primary
+        file, nothing else."""
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise InvalidModelFile(f"{name!r} is not a file name of this model")
+        return self.path.parent / name
 
 
 @dataclass

@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -303,26 +303,20 @@ class EncryptedModelSource(ModelSource):
     ``expected`` maps file names to the sha256 the registry recorded for them.
     """
 
+    encrypted: ClassVar[bool] = True
+
     box_key: bytes = field(repr=False)
     expected: dict[str, str] = field(default_factory=dict, repr=False, hash=False,
                                      compare=False)
 
-    def _file(self, name: str) -> Path:
-        if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise InvalidModelFile(f"{name!r} is not a file name of this model")
-        return self.path.parent / name
-
-    def read_bytes(self) -> bytes:
-        return self.read_file_bytes(self.path.name)
-
     def read_file_bytes(self, name: str) -> bytes:
         """The plaintext of the model's file ``name`` (e.g. the IR's ``.bin``)."""
-        return decrypt_to_memory(self._file(name), self.box_key,
+        return decrypt_to_memory(self.companion(name), self.box_key,
                                  expected_sha256=self.expected.get(name))
 
     def read_file_buffer(self, name: str) -> bytearray:
         """Like :meth:`read_file_bytes`, as one writable buffer (no second copy)."""
-        return decrypt_into_buffer(self._file(name), self.box_key,
+        return decrypt_into_buffer(self.companion(name), self.box_key,
                                    expected_sha256=self.expected.get(name))
 
 

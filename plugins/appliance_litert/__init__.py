@@ -22,13 +22,18 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from pluggy import HookimplMarker
 
-from appliance.backend import Availability, Backend, LoadedModel, ModelSource
-from appliance.errors import InvalidModelFile, SignatureMismatch
-from appliance.signature import TensorSpec
+from appliance import (
+    Availability,
+    Backend,
+    InvalidModelFile,
+    LoadedModel,
+    ModelSource,
+    SignatureMismatch,
+    TensorSpec,
+    hookimpl,
+)
 
-hookimpl = HookimplMarker("appliance")
 log = logging.getLogger(__name__)
 
 # numpy dtype the interpreter reports -> Open Inference Protocol datatype

@@ -12,13 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from pluggy import HookimplMarker
 
-from appliance.backend import Availability, Backend, LoadedModel, ModelSource
-from appliance.errors import InvalidModelFile
-from appliance.signature import TensorSpec
-
-hookimpl = HookimplMarker("appliance")
+from appliance import (
+    Availability,
+    Backend,
+    InvalidModelFile,
+    LoadedModel,
+    ModelSource,
+    TensorSpec,
+    hookimpl,
+)
 
 # ONNX element type string -> Open Inference Protocol datatype
 ORT_TYPES = {

@@ -43,12 +43,17 @@ from pathlib import Path
 from typing import Any
 
 from appliance_onnxruntime import OrtModel
-from pluggy import HookimplMarker
 
-from appliance.backend import Availability, Backend, ModelSource
-from appliance.errors import ConfigError, InvalidModelFile
+from appliance import (
+    Availability,
+    Backend,
+    ConfigError,
+    InvalidModelFile,
+    ModelSource,
+    discover_hardware,
+    hookimpl,
+)
 
-hookimpl = HookimplMarker("appliance")
 log = logging.getLogger(__name__)
 
 BACKEND_NAME = "onnxruntime-cuda"
@@ -135,7 +140,7 @@ def availability_from(ort_version: str, providers: Sequence[str],
 def visible_gpus(root: Path = Path("/")) -> tuple[list[str], str]:
     """(``cuda:N`` labels of the GPUs CUDA can see, why none when empty). Cheap checks
     first (``CUDA_VISIBLE_DEVICES``, ``/dev/nvidiaN``), then nvidia-smi and the Jetson
-    markers through :func:`appliance.hardware.facts.discover`. Never raises."""
+    markers through :func:`appliance.discover_hardware`. Never raises."""
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
     if hidden is not None and hidden.strip() in ("", "-1", "none", "NoDevFiles"):
         return [], f"CUDA_VISIBLE_DEVICES={hidden!r} hides every GPU"
@@ -145,9 +150,7 @@ def visible_gpus(root: Path = Path("/")) -> tuple[list[str], str]:
         nodes = []
     if nodes:
         return [f"cuda:{i}" for i in range(len(nodes))], ""
-    from appliance.hardware.facts import discover
-
-    facts = discover(root=root)
+    facts = discover_hardware(root=root)
     if facts.nvidia_gpus:
         return [f"cuda:{i} ({g.name})" for i, g in enumerate(facts.nvidia_gpus)], ""
     if facts.is_jetson:

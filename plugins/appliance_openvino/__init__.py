@@ -23,7 +23,7 @@ Load options (all optional):
     Compiled-blob cache, so a restart imports the blob instead of recompiling. Not used
     for a model encrypted at rest: the blob would hold its weights in plaintext.
 
-Encrypted models (:class:`appliance.security.crypto_store.EncryptedModelSource`) are read
+Encrypted models (``source.encrypted``) are read
 from memory only: ONNX as bytes, IR as XML text plus a weights Tensor sharing the
 decrypted buffer. An encrypted ``.tflite`` is refused, since OpenVINO's TFLite frontend
 reads files only; LiteRT serves it.
@@ -42,14 +42,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pluggy import HookimplMarker
 
-from appliance.backend import Availability, Backend, LoadedModel, ModelSource
-from appliance.errors import ConfigError, InvalidModelFile, SignatureMismatch
-from appliance.security.crypto_store import EncryptedModelSource
-from appliance.signature import TensorSpec
-
-hookimpl = HookimplMarker("appliance")
+from appliance import (
+    Availability,
+    Backend,
+    ConfigError,
+    InvalidModelFile,
+    LoadedModel,
+    ModelSource,
+    SignatureMismatch,
+    TensorSpec,
+    hookimpl,
+)
 
 # OpenVINO element type name (``Type.get_type_name()``) -> Open Inference Protocol datatype
 OV_TYPES = {
@@ -195,7 +199,7 @@ class OpenVINOBackend(Backend):
         device = str(options.get("device") or "CPU").upper()
         _check_device(device, list(core.available_devices))
         config, hint = _compile_config(options)
-        encrypted = isinstance(source, EncryptedModelSource)
+        encrypted = source.encrypted
         if encrypted:
             # a compiled blob holds the weights in plaintext: never cache an encrypted model
             config.pop("CACHE_DIR", None)
@@ -298,7 +302,7 @@ def _load_errors(name: str) -> Iterator[None]:
 
 def _read_model(ov: Any, core: Any, source: ModelSource) -> Any:
     """Read ``source`` into an ``openvino.Model``, from memory where OpenVINO allows it."""
-    if isinstance(source, EncryptedModelSource):
+    if source.encrypted:
         return _read_encrypted(ov, core, source)
     path = source.path
     with _load_errors(path.name):
@@ -329,7 +333,7 @@ def _read_model(ov: Any, core: Any, source: ModelSource) -> Any:
             f"openvino cannot load {path.name}: {_short(first)}") from first
 
 
-def _read_encrypted(ov: Any, core: Any, source: EncryptedModelSource) -> Any:
+def _read_encrypted(ov: Any, core: Any, source: ModelSource) -> Any:
     """Read an encrypted model from memory only; its files on disk are ciphertext."""
     name = source.path.name
     if source.format == "tflite":
