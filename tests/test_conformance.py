@@ -40,7 +40,7 @@ class _BuiltinCase(BackendConformanceTests):
     @classmethod
     def conformance_case(cls, tmp_path_factory: pytest.TempPathFactory) -> ConformanceCase:
         for module in REQUIRES[cls.case_id]:
-            pytest.importorskip(module)
+            importlib.import_module(module)
         return BUILTIN_CASES[cls.case_id](tmp_path_factory.mktemp(cls.case_id))
 
 
@@ -78,7 +78,7 @@ class TestOnnxRuntimeCudaOnnx(BackendConformanceTests):
     def conformance_case(cls, tmp_path_factory: pytest.TempPathFactory) -> ConformanceCase:
         if not CUDA_PLUGIN.is_dir():
             pytest.skip("the onnxruntime-cuda plugin is not in this tree")
-        pytest.importorskip("onnx")
+        importlib.import_module("onnx")
         if importlib.util.find_spec(CUDA_PLUGIN.name) is None:
             sys.path.append(str(CUDA_PLUGIN.parent))  # not in the editable install's map
         backend = importlib.import_module(CUDA_PLUGIN.name).OnnxRuntimeCudaBackend()
@@ -93,7 +93,7 @@ class TestOnnxRuntimeCudaOnnx(BackendConformanceTests):
 
 @pytest.fixture(scope="module")
 def ort() -> Backend:
-    pytest.importorskip("onnxruntime")
+    importlib.import_module("onnxruntime")
     from appliance_onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend()
@@ -101,7 +101,7 @@ def ort() -> Backend:
 
 @pytest.fixture(scope="module")
 def openvino() -> Backend:
-    pytest.importorskip("openvino")
+    importlib.import_module("openvino")
     from appliance_openvino import OpenVINOBackend
 
     return OpenVINOBackend()
@@ -109,7 +109,7 @@ def openvino() -> Backend:
 
 @pytest.fixture(scope="module")
 def litert() -> Backend:
-    pytest.importorskip("ai_edge_litert.interpreter")
+    importlib.import_module("ai_edge_litert.interpreter")
     from appliance_litert import LiteRTBackend
 
     return LiteRTBackend()
@@ -141,16 +141,16 @@ def _installed_file(package: str, *parts: str) -> Path:
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{package} is not installed")
+        pytest.fail(f"{package} is not installed: run the README's set-up (./dev.sh setup)")
     path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
     if not path.is_file():
-        pytest.skip(f"{package} has no {'/'.join(parts)}")
+        pytest.fail(f"{package} has no {'/'.join(parts)}")
     return path
 
 
 def test_onnx_model_agrees_on_onnxruntime_and_openvino(ort: Backend, openvino: Backend,
                                                        tmp_path: Path) -> None:
-    pytest.importorskip("onnx")
+    importlib.import_module("onnx")
     from appliance.testing.ov_models import build_onnx_linear_model
 
     path = build_onnx_linear_model(tmp_path / "linear.onnx", in_features=30, out_features=2)

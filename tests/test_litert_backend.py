@@ -3,6 +3,7 @@ and on a real shipped model (MediaPipe's face detector), cross-checked against O
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import sys
@@ -10,18 +11,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import ai_edge_litert.interpreter  # noqa: F401  the set-up installs it: a broken install fails
+import appliance_litert
 import numpy as np
 import pytest
+from appliance_litert import LiteRTBackend
 
-pytest.importorskip("ai_edge_litert.interpreter")
-
-import appliance_litert  # noqa: E402
-from appliance_litert import LiteRTBackend  # noqa: E402
-
-from appliance.backend import ModelSource  # noqa: E402
-from appliance.errors import InvalidModelFile, SignatureMismatch  # noqa: E402
-from appliance.plugins import get_plugin_manager, installed_backends  # noqa: E402
-from appliance.testing.tflite_builder import (  # noqa: E402
+from appliance.backend import ModelSource
+from appliance.errors import InvalidModelFile, SignatureMismatch
+from appliance.plugins import get_plugin_manager, installed_backends
+from appliance.testing.tflite_builder import (
     build_add_mul_model,
     build_fully_connected_model,
     reference_fully_connected,
@@ -33,7 +32,7 @@ def _load(path: Path, **options: Any) -> appliance_litert.LiteRTModel:
 
 
 def _openvino_run(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    ov = pytest.importorskip("openvino")
+    ov = importlib.import_module("openvino")
     core = ov.Core()
     # f32 explicitly: on CPUs with bf16 support OpenVINO otherwise defaults to bf16.
     compiled = core.compile_model(core.read_model(str(path)), "CPU",
@@ -195,7 +194,7 @@ def _face_detector() -> Path:
     # find_spec does not import mediapipe (installed without its dependencies)
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("mediapipe is not installed")
+        pytest.fail("mediapipe is not installed: run the README's set-up (./dev.sh setup)")
     root = Path(next(iter(spec.submodule_search_locations)))
     return root / "modules" / "face_detection" / "face_detection_short_range.tflite"
 
