@@ -48,3 +48,35 @@ def test_quiet_period_scales_back_down_after_three_ticks_and_cooldown():
 def test_too_few_samples_means_no_decision():
     state, actions = run([None, None, None])
     assert actions == [None, None, None]
+
+
+def test_instance_pool_grows_and_retires_threads_without_dropping_work():
+    import concurrent.futures
+    import threading
+    import time
+
+    import pytest
+
+    from appliance.runtime.pool import InstancePool
+
+    pool = InstancePool(1, "pooltest")
+    gate = threading.Event()
+    try:
+        pool.resize(4)
+        assert pool.threads() == 4
+        futures = [pool.submit(lambda i=i: (gate.wait(5), i)[1]) for i in range(8)]
+        pool.resize(2)  # two stop markers queue behind the eight jobs
+        gate.set()
+        assert sorted(f.result(timeout=5) for f in futures) == list(range(8))
+        deadline = time.monotonic() + 5
+        while pool.threads() > 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.threads() == 2
+        failed = pool.submit(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failed.result(timeout=5)
+    finally:
+        pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(lambda: None)
+    assert isinstance(failed, concurrent.futures.Future)

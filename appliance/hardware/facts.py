@@ -75,11 +75,6 @@ class HardwareFacts(msgspec.Struct, kw_only=True):
     board_model: str | None = None
     accelerators: dict[str, Any] = msgspec.field(default_factory=dict)
 
-    def has_flags(self, flags: Iterable[str]) -> bool:
-        """Whether every one of ``flags`` is in :attr:`cpu_flags`."""
-        have = set(self.cpu_flags)
-        return all(f in have for f in flags)
-
 
 def _read(path: Path) -> str | None:
     """The stripped text of ``path``, or None when it is missing or unreadable."""

@@ -12,7 +12,6 @@ compute.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest, GatewayTimeout, ServiceUnavailable
+from .pool import InstancePool
 
 Predict = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -33,10 +33,6 @@ class BatchConfig:
     preferred_batch_sizes: list[int] = field(default_factory=list)
     max_queue_size: int = 1024
     instances: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_batch_size > 1
 
 
 @dataclass
@@ -59,8 +55,7 @@ class DynamicBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = 0
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, config.instances), thread_name_prefix=f"batch-{name}")
+        self._pool = InstancePool(config.instances, f"batch-{name}")
 
     # -- public --------------------------------------------------------------------
     async def submit(self, inputs: Mapping[str, np.ndarray],
@@ -84,10 +79,7 @@ class DynamicBatcher:
     def resize(self, instances: int) -> None:
         """Change the number of concurrent executions (adaptive scaling)."""
         self.config.instances = max(1, instances)
-        self._pool._max_workers = self.config.instances  # grows lazily; never shrinks threads
-
-    def queue_depth(self) -> int:
-        return len(self._queue)
+        self._pool.resize(self.config.instances)
 
     def queued_rows(self) -> int:
         return sum(p.rows for p in self._queue) + self._running * self.config.max_batch_size
@@ -100,7 +92,7 @@ class DynamicBatcher:
                 pending.future.set_exception(ServiceUnavailable(
                     f"model {self.name} was unloaded", headers={"Retry-After": "1"}))
         self._queue.clear()
-        self._pool.shutdown(wait=False)
+        self._pool.close()
 
     # -- the batching loop ----------------------------------------------------------
     def _ensure_task(self) -> None:
@@ -165,11 +157,10 @@ class DynamicBatcher:
         return batch
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
         try:
             merged = _concat([p.inputs for p in batch])
             t0 = time.perf_counter()
-            outputs = await loop.run_in_executor(self._pool, self.predict, merged)
+            outputs = await asyncio.wrap_future(self._pool.submit(self.predict, merged))
             if self.on_batch is not None:
                 self.on_batch(sum(p.rows for p in batch), time.perf_counter() - t0)
             offset = 0

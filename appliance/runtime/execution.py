@@ -11,7 +11,6 @@ into the version's :class:`~.latency.LatencyWindow`.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from ..errors import BadRequest, GatewayTimeout, ServiceUnavailable
 from ..settings import ModelServing
 from .batcher import BatchConfig, DynamicBatcher
 from .latency import LatencyWindow
+from .pool import InstancePool
 
 
 class Execution:
@@ -37,7 +37,7 @@ class Execution:
         self.decisions: Any = ()  # the autoscaler's recent decisions
         self.inflight = 0
         self.batcher: DynamicBatcher | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: InstancePool | None = None
         if serving.max_batch_size > 1:
             self.batcher = DynamicBatcher(name, model.predict, BatchConfig(
                 max_batch_size=serving.max_batch_size,
@@ -47,8 +47,7 @@ class Execution:
                 on_batch=lambda rows, seconds: self._observe(seconds))
         self.inline = inline and self.batcher is None and self.instances <= 1
         if not self.inline and self.batcher is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                self.instances, thread_name_prefix=f"infer-{name}")
+            self._pool = InstancePool(self.instances, f"infer-{name}")
 
     def deadline(self, header_ms: str | None, parameters: Mapping[str, Any] | None) -> float | None:
         """The request's deadline (monotonic seconds) from the header, the request's
@@ -113,9 +112,8 @@ class Execution:
         self.inflight += 1
         try:
             assert self._pool is not None
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, self._predict_before, inputs,
-                                              deadline)
+            return await asyncio.wrap_future(self._pool.submit(self._predict_before, inputs,
+                                                               deadline))
         finally:
             self.inflight -= 1
 
@@ -134,7 +132,7 @@ class Execution:
         if self.batcher is not None:
             self.batcher.resize(self.instances)
         elif self._pool is not None:
-            self._pool._max_workers = self.instances  # grows lazily; idle threads stay
+            self._pool.resize(self.instances)  # extra threads retire once idle
 
     def p95_ms(self) -> float | None:
         return self.latencies.percentile_ms(95)
@@ -159,4 +157,4 @@ class Execution:
         if self.batcher is not None:
             self.batcher.close()
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.close()
