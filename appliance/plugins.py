@@ -2,7 +2,9 @@
 
 Set ``APPLIANCE_DISABLE_PLUGIN_AUTOLOAD=1`` to skip entry points (tests register what
 they need). A plugin that fails to import is logged by name and skipped; the others
-keep working.
+keep working (:attr:`AppliancePluginManager.failed_plugins` lists them). Set
+``APPLIANCE_TRACE_HOOKS=1`` to log every hook call, its arguments and its results at
+debug level (``log_level = "debug"``).
 """
 
 from __future__ import annotations
@@ -39,11 +41,21 @@ def _load_entry_points(pm: pluggy.PluginManager) -> list[tuple[str, str]]:
     return failed
 
 
+class AppliancePluginManager(pluggy.PluginManager):
+    """pluggy's manager for the ``appliance`` project, remembering which entry-point
+    plugins failed to import (shown by ``appliance hardware`` and the start-up log)."""
+
+    def __init__(self) -> None:
+        super().__init__("appliance")
+        #: (entry-point name, error) of every plugin that failed to import
+        self.failed_plugins: list[tuple[str, str]] = []
+
+
 def get_plugin_manager(*, autoload: bool | None = None,
-                       extra: tuple[Any, ...] = ()) -> pluggy.PluginManager:
+                       extra: tuple[Any, ...] = ()) -> AppliancePluginManager:
     """A fresh plugin manager with built-ins, ``extra`` plugins and (unless disabled)
     every plugin registered under the ``appliance`` entry-point group."""
-    pm = pluggy.PluginManager("appliance")
+    pm = AppliancePluginManager()
     pm.add_hookspecs(hookspecs)
     for name in DEFAULT_PLUGINS:
         mod = importlib.import_module(name)
@@ -52,8 +64,7 @@ def get_plugin_manager(*, autoload: bool | None = None,
         pm.register(plugin)
     if autoload is None:
         autoload = os.environ.get("APPLIANCE_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
-    failed = _load_entry_points(pm) if autoload else []
-    pm.failed_plugins = failed  # type: ignore[attr-defined]
+    pm.failed_plugins = _load_entry_points(pm) if autoload else []
     if os.environ.get("APPLIANCE_TRACE_HOOKS"):
         pm.trace.root.setwriter(log.debug)
         pm.enable_tracing()

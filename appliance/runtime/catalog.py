@@ -12,7 +12,7 @@ from typing import Any
 
 import pluggy
 
-from ..backend import Backend, LoadedModel, ModelSource
+from ..backend import Availability, Backend, LoadedModel, ModelSource
 from ..errors import InvalidModelFile
 from ..plugins import installed_backends
 
@@ -34,14 +34,13 @@ class BackendCatalog:
         self.profile = profile
         self.backends: list[Backend] = installed_backends(pm)
         self.prefer = {**DEFAULT_PREFER, **dict(prefer or {})}
-        self._availability: dict[str, Any] = {}
+        self._availability: dict[str, Availability] = {}
 
-    def availability(self, backend: Backend) -> Any:
+    def availability(self, backend: Backend) -> Availability:
         if backend.name not in self._availability:
             try:
                 self._availability[backend.name] = backend.availability()
             except Exception as exc:  # a broken runtime must not break the others
-                from ..backend import Availability
                 self._availability[backend.name] = Availability(
                     False, f"availability check raised {type(exc).__name__}: {exc}")
             result = self._availability[backend.name]
@@ -85,17 +84,15 @@ class BackendCatalog:
             model_format=fmt, candidates=candidates, profile=profile or self.profile)
         if chosen is not None:
             return [chosen] + [b for b in candidates if b is not chosen]
-        if chosen is None:
-            installed = self.formats()
-            listing = "; ".join(f"{f}: {', '.join(n)}" for f, n in sorted(installed.items()))
-            unavailable = [f"{b.name} ({self.availability(b).reason})"
-                           for b in self.backends if fmt in b.formats
-                           and not self.availability(b).available]
-            extra = f"; installed but unavailable: {', '.join(unavailable)}" if unavailable else ""
-            raise InvalidModelFile(
-                f"no installed backend loads {fmt!r} models (installed formats and backends: "
-                f"{listing or 'none'}{extra})")
-        return []
+        installed = self.formats()
+        listing = "; ".join(f"{f}: {', '.join(n)}" for f, n in sorted(installed.items()))
+        unavailable = [f"{b.name} ({self.availability(b).reason})"
+                       for b in self.backends if fmt in b.formats
+                       and not self.availability(b).available]
+        extra = f"; installed but unavailable: {', '.join(unavailable)}" if unavailable else ""
+        raise InvalidModelFile(
+            f"no installed backend loads {fmt!r} models (installed formats and backends: "
+            f"{listing or 'none'}{extra})")
 
     def load(self, source: ModelSource, *, profile: Any = None,
              options: Mapping[str, Mapping[str, Any]] | None = None
