@@ -21,7 +21,11 @@ from .errors import (
     ServiceUnavailable,
     SignatureMismatch,
 )
+from .runtime_telemetry import disable_runtime_telemetry
 from .signature import TensorSpec
+
+# before any backend imports its runtime (none of the imports above does)
+disable_runtime_telemetry()
 
 if TYPE_CHECKING:
     from .hardware.facts import HardwareFacts
