@@ -89,6 +89,7 @@ class DataPlane:
             arrays = decode_tensors(request, binary_part, length)
         names, binary = requested_outputs(request)
         execution = served.execution
+        assert execution is not None  # ready_model answers only ready versions
         outputs = await execution.run(arrays, execution.deadline(timeout_ms, request.parameters))
         all_outputs = outputs
         if names is not None:

@@ -11,6 +11,7 @@
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── ServiceUnavailable (503)      model not ready, queue full
+    ├── InsufficientStorage (507)     the disk is full (a push or registry write)
     ├── GatewayTimeout (504)          the request's deadline passed before compute
     └── ConfigError (500)             bad settings or profile; the CLI exits non-zero
 
@@ -70,6 +71,13 @@ class UnsupportedMediaType(ApplianceError):
 
 class ServiceUnavailable(ApplianceError):
     status = 503
+
+
+class InsufficientStorage(ApplianceError):
+    """The disk (or quota) holding the data directory is full; the message says how much
+    free space the operation needs."""
+
+    status = 507
 
 
 class GatewayTimeout(ApplianceError):

@@ -152,7 +152,8 @@ def start_scheduler(settings: Settings) -> Any:
     promotions (added by the CLI or API) and the daily retention run."""
     from .lifecycle.schedule import make_scheduler
 
-    scheduler = make_scheduler(settings.data_dir, poll_s=settings.registry_poll_s)
+    scheduler = make_scheduler(settings.data_dir, poll_s=settings.registry_poll_s,
+                               webhooks=settings.lifecycle.webhooks)
     scheduler.start()
     if settings.audit.enabled and settings.audit.checkpoint_minutes > 0:
         scheduler.add_job("appliance.audit.runtime:checkpoint_job", "interval",

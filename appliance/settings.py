@@ -16,6 +16,8 @@ import msgspec
 
 from .audit.settings import AuditSettings
 from .errors import ConfigError
+from .http_limits import HttpLimits
+from .lifecycle.settings import LifecycleSettings
 from .security.auth_settings import AuthSettings
 
 
@@ -83,6 +85,10 @@ class Settings(msgspec.Struct, kw_only=True):
     #: stage -> "required" | "optional": promotion to the stage needs a signed package
     signing_policy: dict[str, str] = msgspec.field(
         default_factory=lambda: {"production": "required"})
+    #: connection cap, header limits and read timeouts (appliance/http_limits.py)
+    http: HttpLimits = msgspec.field(default_factory=HttpLimits)
+    #: consumer webhooks (allowlist, outbox retries) and package limits (docs/lifecycle.md)
+    lifecycle: LifecycleSettings = msgspec.field(default_factory=LifecycleSettings)
 
     @property
     def registry_path(self) -> Path:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +19,7 @@ from appliance.api.governance import GOVERNANCE_ROUTES
 from appliance.errors import BadRequest, Conflict, NotFound
 from appliance.lifecycle.consumers import add_consumer, list_consumers, remove_consumer
 from appliance.lifecycle.deletion import delete_version
-from appliance.lifecycle.deprecation import deprecate, deprecation_headers
+from appliance.lifecycle.deprecation import deprecation_headers
 from appliance.lifecycle.holds import active_holds, place_hold, release_hold
 from appliance.lifecycle.lineage import format_lineage, lineage
 from appliance.lifecycle.retention import apply_retention, set_policy
@@ -235,69 +232,6 @@ def test_retention_keeps_last_n_deprecated_and_deletes_old_archived(registry, ad
         set_policy(registry, "model", "x", keep_deprecated=-1)
 
 
-class _Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, self.headers["Content-Type"],  # type: ignore
-                                     json.loads(body)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    server.received = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_deprecation_writes_notices_and_calls_webhooks(registry, add, webhook):
-    add("bc")
-    add("bc")
-    url = f"http://127.0.0.1:{webhook.server_port}/hook"
-    add_consumer(registry, "app", "bc", ["y"], "app@example.com", webhook=url)
-    add_consumer(registry, "down", "bc", ["y"], "down@example.com",
-                 webhook=f"http://127.0.0.1:{closed_port()}/hook")
-    add_consumer(registry, "manual", "bc", ["y"], "manual@example.com")
-    result = deprecate(registry, "bc", "1", deprecation_date="2026-12-01",
-                       sunset_date="2027-03-01T12:00:00Z", successor="2", actor="ops")
-    assert [n["delivered"] for n in result["notices"]] == [True, False, False]
-
-    ((path, ctype, body),) = webhook.received
-    assert path == "/hook" and ctype == "application/json"
-    assert body["kind"] == "deprecation" and body["consumer"] == "app"
-    assert (body["model"], body["version"], body["successor"]) == ("bc", "1", "2")
-    assert body["deprecation_date"] == "2026-12-01T00:00:00+00:00"
-    rows = {r[0]: r[1:] for r in registry.db.execute(
-        "SELECT consumer, kind, delivered, detail FROM notices ORDER BY id")}
-    assert rows["app"][:2] == ("deprecation", 1)
-    assert rows["down"][1] == 0 and "ConnectError" in json.loads(rows["down"][2])["error"]
-    assert rows["manual"][1] == 0 and "no webhook" in json.loads(rows["manual"][2])["pending"]
-    record = registry.version("bc", "1")
-    assert (record.successor, record.sunset_date) == ("2", "2027-03-01T12:00:00+00:00")
-    assert events(registry, "deprecate")[0][1] == "ops"
-
-    with pytest.raises(BadRequest, match="before the deprecation date"):
-        deprecate(registry, "bc", "1", deprecation_date="2027-01-01", sunset_date="2026-01-01",
-                  actor="ops")
-    with pytest.raises(NotFound, match="no version '7'"):
-        deprecate(registry, "bc", "1", deprecation_date="2027-01-01", successor="7", actor="o")
-
-
 def test_deprecation_headers_format():
     record = SimpleNamespace(model="bc", version="1", stage="production",
                              deprecation_date="2026-12-01T00:00:00+00:00",
@@ -389,3 +323,4 @@ def test_cli_delete_of_held_version_exits_1_naming_the_hold(registry, add):
     assert r.returncode == 0 and "keep 2 deprecated" in r.stdout
     r = cli("retention", "apply", "--json", data_dir=data_dir)
     assert r.returncode == 0 and json.loads(r.stdout) == []
+

@@ -1,10 +1,16 @@
 """Governance API under ``/v1``: consumers, lineage, legal holds, deletion, deprecation.
 
 Like the lifecycle routes, each handler runs in a worker thread on a registry connection
-of its own (SQLite in WAL mode): deprecation calls webhooks, which must not block the
-event loop, and no handler shares a transaction with the server's connection. Refusals
-come back as ``{"error": ...}`` with their status (409 naming the hold for a held
-version).
+of its own (SQLite in WAL mode), and no handler shares a transaction with the server's
+connection. A deprecation only queues its webhooks (the outbox); this process's outbox
+worker sends them afterwards, never in the request. Refusals come back as
+``{"error": ...}`` with their status (409 naming the hold for a held version).
+
+Who acted is the caller's token subject, as for promote and approve
+(:func:`appliance.api.auth.actor_of`): a body or query naming someone else (``actor``,
+``by``, ``placed_by``) is a 403; only while auth is off is the named actor recorded. The
+``holder`` of a legal hold is on whose behalf it is kept, a field apart from who placed
+it.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ..errors import BadRequest
-from ..security.scopes import READ, WRITE
-from .auth import requires
+from ..lifecycle.settings import WebhookSettings
+from ..security.scopes import READ, WRITE, Identity
+from .auth import actor_of, requires
 from .registry_access import with_registry
 
 
@@ -31,12 +38,16 @@ class ConsumerBody(msgspec.Struct, kw_only=True):
 
 
 class HoldBody(msgspec.Struct, kw_only=True):
+    #: on whose behalf the hold is kept (e.g. legal-dept)
     holder: str
     reason: str
+    #: who places it: the token's subject; naming another is 403 (with auth off: recorded)
+    placed_by: str | None = None
 
 
 class ReleaseBody(msgspec.Struct, kw_only=True):
-    by: str
+    #: who releases: the token's subject; naming another is 403 (with auth off: required)
+    by: str | None = None
 
 
 class DeprecateBody(msgspec.Struct, kw_only=True):
@@ -44,6 +55,21 @@ class DeprecateBody(msgspec.Struct, kw_only=True):
     sunset_date: str | None = None
     successor: str | None = None
     actor: str | None = None
+
+
+def _actor(request: Request, claimed: str | None, default: str) -> str:
+    """The token's subject (Forbidden when ``claimed`` names someone else); with auth
+    off, ``claimed`` or ``default``."""
+    identity = request.scope.get("user")
+    if not isinstance(identity, Identity):
+        return claimed or default
+    return actor_of(identity, claimed, default)
+
+
+def _webhooks(request: Request) -> WebhookSettings:
+    settings = getattr(request.app.state.services, "settings", None)
+    lifecycle = getattr(settings, "lifecycle", None)
+    return lifecycle.webhooks if lifecycle is not None else WebhookSettings()
 
 
 async def _fields(request: Request, *names: str) -> dict[str, str | None]:
@@ -79,8 +105,11 @@ class ConsumerController(Controller):
     async def add(self, request: Request, data: JSONBody[ConsumerBody]) -> dict[str, Any]:
         from ..lifecycle.consumers import add_consumer
 
+        actor = _actor(request, None, data.name)
+        webhooks = _webhooks(request)
         consumer = await with_registry(request, lambda r: add_consumer(
-            r, data.name, data.model, data.reads, data.contact, data.webhook))
+            r, data.name, data.model, data.reads, data.contact, data.webhook, actor=actor,
+            webhooks=webhooks))
         return consumer.to_dict()
 
 
@@ -103,8 +132,9 @@ class GovernanceController(Controller):
                    data: JSONBody[HoldBody]) -> dict[str, Any]:
         from ..lifecycle.holds import place_hold
 
+        placed_by = _actor(request, data.placed_by, data.holder)
         hold = await with_registry(request, lambda r: place_hold(
-            r, name, version, data.holder, data.reason))
+            r, name, version, data.holder, data.reason, placed_by=placed_by))
         return hold.to_dict()
 
     @post("/{name:str}/versions/{version:str}/release", status_code=200,
@@ -114,7 +144,8 @@ class GovernanceController(Controller):
                       data: JSONBody[ReleaseBody]) -> list[dict[str, Any]]:
         from ..lifecycle.holds import release_hold
 
-        holds = await with_registry(request, lambda r: release_hold(r, name, version, data.by))
+        by = _actor(request, data.by, "")
+        holds = await with_registry(request, lambda r: release_hold(r, name, version, by))
         return [h.to_dict() for h in holds]
 
     @post("/{name:str}/versions/{version:str}/deprecate", status_code=200,
@@ -123,11 +154,15 @@ class GovernanceController(Controller):
     async def deprecate(self, request: Request, name: FromPath[str], version: FromPath[str],
                         data: JSONBody[DeprecateBody]) -> dict[str, Any]:
         from ..lifecycle.deprecation import deprecate
+        from ..lifecycle.webhooks import kick
 
-        return await with_registry(request, lambda r: deprecate(
+        actor = _actor(request, data.actor, "api")
+        result = await with_registry(request, lambda r: deprecate(
             r, name, version, deprecation_date=data.deprecation_date,
-            sunset_date=data.sunset_date, successor=data.successor,
-            actor=data.actor or "api"))
+            sunset_date=data.sunset_date, successor=data.successor, actor=actor))
+        if any(n["outbox_id"] for n in result["notices"]):
+            kick(request.app.state.services.registry.data_dir, _webhooks(request))
+        return result
 
 
 @delete("/v1/models/{name:str}/versions/{version:str}", status_code=200, tags=["governance"],
@@ -142,7 +177,7 @@ async def delete_model_version(request: Request, name: FromPath[str],
     from ..lifecycle.deletion import delete_version
 
     given = await _fields(request, "actor", "reason")
-    actor, reason = given["actor"] or "", given["reason"] or ""
+    actor, reason = _actor(request, given["actor"], ""), given["reason"] or ""
     deletion = await with_registry(request, lambda r: delete_version(
         r, name, version, actor=actor, reason=reason))
     return deletion.to_dict()

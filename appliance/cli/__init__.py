@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,8 +47,17 @@ def _fail(message: str, as_json: bool) -> None:
     sys.exit(1)
 
 
+def _where(exc: BaseException, kwargs: dict[str, Any]) -> Path:
+    """The directory a failed write was for: the file's, else the data directory."""
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return Path(filename).parent
+    return Path(kwargs.get("data_dir") or os.environ.get("APPLIANCE_DATA_DIR") or "var")
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ApplianceError into a clear message and exit code 1."""
+    """Turn ApplianceError, and a full disk, into a clear message and exit code 1."""
+    from ..registry.diskspace import is_disk_full, storage_error
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,6 +65,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ApplianceError as exc:
             _fail(exc.message, bool(kwargs.get("as_json")))
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not is_disk_full(exc):
+                raise
+            _fail(storage_error(exc, _where(exc, kwargs)).message, bool(kwargs.get("as_json")))
 
     return wrapper
 

@@ -2,6 +2,7 @@
 
     appliance consumers add NAME --model M --reads out1,out2 --contact C [--webhook URL]
     appliance consumers list [--model M]
+    appliance consumers outbox [--status pending|delivered|failed]
     appliance models lineage|hold|release|delete|deprecate NAME VERSION ...
     appliance retention set (--model M | --tag k=v) [--keep-deprecated N]
                             [--delete-archived-after-days D]
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import data_dir_option, handle_errors, json_option, main
+from . import data_dir_option, handle_errors, json_option, main, settings_from
 from . import echo_result as _echo
 from .models import _open_registry, models
 
@@ -42,7 +43,9 @@ def consumers() -> None:
 @click.option("--model", required=True, help="The model it consumes.")
 @click.option("--reads", required=True, help="Outputs it reads, comma-separated.")
 @click.option("--contact", required=True, help="Who to tell (email, team).")
-@click.option("--webhook", default=None, help="URL that gets deprecation notices (POST JSON).")
+@click.option("--webhook", default=None,
+              help="URL that gets deprecation notices (POST JSON); a loopback, private or "
+                   "link-local one only if lifecycle.webhooks.allow names it.")
 @data_dir_option
 @json_option
 @click.pass_context
@@ -52,8 +55,9 @@ def consumers_add(ctx: click.Context, name: str, model: str, reads: str, contact
     """Register NAME as a consumer of a model."""
     from ..lifecycle.consumers import add_consumer
 
+    webhooks = settings_from(ctx, data_dir=data_dir).lifecycle.webhooks
     c = _with_registry(ctx, data_dir, lambda r: add_consumer(
-        r, name, model, reads.split(","), contact, webhook))
+        r, name, model, reads.split(","), contact, webhook, webhooks=webhooks))
     _echo(c.to_dict(), as_json, f"{c.name} consumes {c.model} ({', '.join(c.reads)}); "
                                 f"contact {c.contact}")
 
@@ -75,6 +79,25 @@ def consumers_list(ctx: click.Context, model: str | None, data_dir: Path | None,
     _echo([c.to_dict() for c in found], as_json, "\n".join(lines) or "no consumers")
 
 
+@consumers.command("outbox")
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None,
+              help="Only rows in this state.")
+@data_dir_option
+@json_option
+@click.pass_context
+@handle_errors
+def consumers_outbox(ctx: click.Context, status: str | None, data_dir: Path | None,
+                     as_json: bool) -> None:
+    """Webhook deliveries: pending, delivered, or failed with the reason."""
+    from ..lifecycle.webhooks import outbox
+
+    rows = _with_registry(ctx, data_dir, lambda r: outbox(r.db, status))
+    lines = [f"#{o['id']:<5} {o['status']:<9} {o['consumer']:<16} {o['url']} "
+             f"({o['attempts']} attempt(s))" + (f": {o['last_error']}" if o["last_error"]
+                                               else "") for o in rows]
+    _echo(rows, as_json, "\n".join(lines) or "no webhook deliveries")
+
+
 @models.command("lineage")
 @click.argument("name")
 @click.argument("version")
@@ -94,18 +117,21 @@ def models_lineage(ctx: click.Context, name: str, version: str, data_dir: Path |
 @models.command("hold")
 @click.argument("name")
 @click.argument("version")
-@click.option("--by", "holder", required=True, help="Who places the hold.")
+@click.option("--by", "by", required=True, help="Who places the hold.")
+@click.option("--holder", default=None,
+              help="On whose behalf it is kept (e.g. legal-dept; default: --by).")
 @click.option("--reason", required=True, help="Why (case or ticket).")
 @data_dir_option
 @json_option
 @click.pass_context
 @handle_errors
-def models_hold(ctx: click.Context, name: str, version: str, holder: str, reason: str,
-                data_dir: Path | None, as_json: bool) -> None:
+def models_hold(ctx: click.Context, name: str, version: str, by: str, holder: str | None,
+                reason: str, data_dir: Path | None, as_json: bool) -> None:
     """Place a legal hold: the version cannot be deleted until it is released."""
     from ..lifecycle.holds import place_hold
 
-    hold = _with_registry(ctx, data_dir, lambda r: place_hold(r, name, version, holder, reason))
+    hold = _with_registry(ctx, data_dir, lambda r: place_hold(
+        r, name, version, holder or by, reason, placed_by=by))
     _echo(hold.to_dict(), as_json, f"{name} version {version} {hold.describe()}")
 
 
@@ -163,7 +189,8 @@ def models_delete(ctx: click.Context, name: str, version: str, actor: str, reaso
 def models_deprecate(ctx: click.Context, name: str, version: str, on: str,
                      sunset: str | None, successor: str | None, actor: str | None,
                      data_dir: Path | None, as_json: bool) -> None:
-    """Announce a version's deprecation and notify the model's consumers."""
+    """Announce a version's deprecation and queue the consumers' webhook notices (the
+    serving process delivers them, with retries)."""
     from ..lifecycle.deprecation import deprecate
 
     by = actor or os.environ.get("USER") or "cli"
@@ -171,9 +198,10 @@ def models_deprecate(ctx: click.Context, name: str, version: str, on: str,
         r, name, version, deprecation_date=on, sunset_date=sunset, successor=successor,
         actor=by))
     lines = [result["message"]] + [
-        f"  {n['consumer']}: " + ("notified" if n["delivered"] else
-                                  f"NOT delivered ({n.get('error') or 'no webhook'}); "
-                                  f"contact {n['contact']}") for n in result["notices"]]
+        f"  {n['consumer']}: " + (f"webhook queued (outbox #{n['outbox_id']}; the server "
+                                  "delivers it)" if n["outbox_id"] else
+                                  f"no webhook: contact {n['contact']}")
+        for n in result["notices"]]
     _echo(result, as_json, "\n".join(lines))
 
 

@@ -1,7 +1,9 @@
 """`appliance models promote | approve | rollback`: move versions through their stages.
 
 A promotion to a serving stage first loads and warms the version up in this process,
-so a version that does not load is marked ``failed`` and nothing else changes.
+so a version that does not load is marked ``failed`` and nothing else changes. The
+registry is opened through :func:`~appliance.cli.models.open_registry`, so the load check
+decrypts with the plugin-supplied box key where a plugin supplies one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import click
 from ..lifecycle.stages import STAGES
 from . import data_dir_option, handle_errors, json_option, settings_from
 from . import echo_result as _echo
-from .models import models
+from .models import models, open_registry
 
 
 def _actor(by: str | None) -> str:
@@ -93,7 +95,6 @@ def models_promote(ctx: click.Context, name: str, version: str, to: str, reason:
                    at: datetime | None, data_dir: Path | None, as_json: bool) -> None:
     """Move version VERSION of model NAME to stage --to, after its gates and a load check."""
     from ..lifecycle.promotion import promote
-    from ..registry import Registry
 
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
@@ -108,7 +109,7 @@ def models_promote(ctx: click.Context, name: str, version: str, to: str, reason:
         _echo(entry, as_json, f"scheduled: promote {name} {version} to {to} at {entry['at']} "
                               f"(id {entry['id']})")
         return
-    registry = Registry(settings.data_dir)
+    registry = open_registry(settings)
     try:
         result = promote(registry, settings, name, version, to, actor=_actor(by),
                          reason=reason, breaking=breaking, emergency_reason=emergency,
@@ -132,10 +133,9 @@ def models_approve(ctx: click.Context, name: str, version: str, by: str, reason:
                    data_dir: Path | None, as_json: bool) -> None:
     """Approve version VERSION of model NAME for production (idempotent per approver)."""
     from ..lifecycle.gates import approve
-    from ..registry import Registry
 
     settings = settings_from(ctx, data_dir=data_dir)
-    registry = Registry(settings.data_dir)
+    registry = open_registry(settings)
     try:
         result = approve(registry, name, version, by, reason)
     finally:
@@ -162,11 +162,10 @@ def models_rollback(ctx: click.Context, name: str, to_version: str | None, reaso
                     as_json: bool) -> None:
     """Put an earlier production version of model NAME back into production."""
     from ..lifecycle.promotion import rollback
-    from ..registry import Registry
 
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
-    registry = Registry(settings.data_dir)
+    registry = open_registry(settings)
     try:
         result = rollback(registry, settings, name, to_version=to_version, actor=_actor(by),
                           reason=reason, force_reason=force,

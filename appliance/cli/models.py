@@ -6,11 +6,15 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from . import data_dir_option, handle_errors, json_option, main, settings_from
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..settings import Settings
 
 
 @main.group()
@@ -18,14 +22,21 @@ def models() -> None:
     """Register and inspect models."""
 
 
-def _open_registry(ctx: click.Context, data_dir: Path | None) -> Any:
+def open_registry(settings: Settings) -> Registry:
+    """The registry of ``settings.data_dir`` as every command must open it: with the
+    ``appliance_box_key`` hook of the plugins applied (a box whose key comes from a TPM
+    or KMS plugin must never get a fresh ``keys/box.key``) and ``encrypt_artifacts``."""
     from ..plugins import get_plugin_manager
     from ..registry import Registry
     from ..security.crypto_store import plugin_box_key
 
-    settings = settings_from(ctx, data_dir=data_dir)
     return Registry(settings.data_dir, encrypt_artifacts=settings.encrypt_artifacts,
                     box_key_provider=plugin_box_key(get_plugin_manager(), settings.data_dir))
+
+
+def _open_registry(ctx: click.Context, data_dir: Path | None) -> Registry:
+    """:func:`open_registry` for the settings of this command line."""
+    return open_registry(settings_from(ctx, data_dir=data_dir))
 
 
 def _variant(value: str) -> tuple[str, Path]:

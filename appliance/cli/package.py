@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from . import data_dir_option, handle_errors, json_option, main
-from .models import _open_registry, models
+from . import data_dir_option, handle_errors, json_option, main, settings_from
+from .models import models, open_registry
 
 
 @main.group()
@@ -54,17 +54,22 @@ def models_push(ctx: click.Context, pkg: Path, actor: str | None, data_dir: Path
     """Install the package PKG (.tar or directory) as a new version, all or nothing.
 
     Pushing the same package again is a no-op; a different package with the same name
-    and version is refused.
+    and version is refused. A compressed archive is refused; the files may total at most
+    lifecycle.packages.max_extract_bytes and must leave free_reserve_bytes free.
     """
     from ..packages import push_package
     from ..plugins import get_plugin_manager
     from ..runtime.catalog import BackendCatalog
 
     logging.basicConfig(level="WARNING")
-    registry = _open_registry(ctx, data_dir)
+    settings = settings_from(ctx, data_dir=data_dir)
+    limits = settings.lifecycle.packages
+    registry = open_registry(settings)
     try:
         by = actor or os.environ.get("USER") or "cli"
-        record = push_package(registry, BackendCatalog(get_plugin_manager()), pkg, actor=by)
+        record = push_package(registry, BackendCatalog(get_plugin_manager()), pkg, actor=by,
+                              max_bytes=limits.max_extract_bytes,
+                              reserve_bytes=limits.free_reserve_bytes)
     finally:
         registry.close()
     if as_json:

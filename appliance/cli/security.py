@@ -115,7 +115,7 @@ def keys_list(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
 
     kdir = _keys_dir(ctx, data_dir)
     box = kdir / "box.key"
-    data = {"box_key": {"path": str(box), "present": box.is_file(),
+    data: dict[str, Any] = {"box_key": {"path": str(box), "present": box.is_file(),
                         "mode": f"{box.stat().st_mode & 0o777:04o}" if box.is_file() else None},
             "trusted_publishers": [e.to_dict() for e in publishers(kdir).entries()],
             "recipients": [e.to_dict() for e in recipients(kdir).entries()]}

@@ -26,7 +26,8 @@ def magika_config() -> dict[str, Any]:
     model_dir = magika_model_dir()
     if model_dir is None:
         raise RuntimeError("magika is not installed (pip install --no-deps magika)")
-    return json.loads((model_dir / "config.min.json").read_text())
+    config: dict[str, Any] = json.loads((model_dir / "config.min.json").read_text())
+    return config
 
 
 def features(content: bytes) -> np.ndarray:

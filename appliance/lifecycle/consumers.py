@@ -1,8 +1,10 @@
 """Consumers: who reads which outputs of a model, and how to reach them.
 
 Deprecation notices go to every consumer of a model (see
-:mod:`appliance.lifecycle.deprecation`). A consumer is registered once per model; the
-outputs it reads are checked against the model's production version when there is one.
+:mod:`appliance.lifecycle.deprecation`); a webhook must point at an allowed destination
+(:func:`appliance.lifecycle.webhooks.check_destination`). A consumer is registered once
+per model; the outputs it reads are checked against the model's production version when
+there is one.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..errors import BadRequest, Conflict, NotFound
 from ..registry import Registry
 from ..registry.db import now, transaction
 from ..registry.models import check_name
 from .holds import record_event
+from .settings import WebhookSettings
+from .webhooks import check_destination
 
 _COLUMNS = "name, model, reads, contact, webhook, created_at"
 
@@ -41,13 +44,10 @@ def _row(row: tuple[Any, ...]) -> Consumer:
     return Consumer(name, model, json.loads(reads or "[]"), contact, webhook, created_at)
 
 
-def _check_webhook(url: str | None) -> str | None:
+def _check_webhook(url: str | None, settings: WebhookSettings | None) -> str | None:
     if not url:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadRequest(f"webhook {url!r} is not an http(s) URL, e.g. "
-                         "https://hooks.example.com/appliance")
+    check_destination(url, settings or WebhookSettings())  # BadRequest: not http(s), private
     return url
 
 
@@ -67,18 +67,21 @@ def _check_reads(registry: Registry, model: str, reads: list[str]) -> list[str]:
 
 
 def add_consumer(registry: Registry, name: str, model: str, reads: list[str], contact: str,
-                 webhook: str | None = None, *, actor: str | None = None) -> Consumer:
+                 webhook: str | None = None, *, actor: str | None = None,
+                 webhooks: WebhookSettings | None = None) -> Consumer:
     """Register ``name`` as a consumer of ``model`` reading ``reads``.
 
     NotFound when the model is unknown; BadRequest naming outputs the production version
-    lacks; Conflict when the consumer is already registered for this model.
+    lacks, or a webhook that is not http(s) or reaches a loopback, private or link-local
+    address that ``webhooks.allow`` does not name; Conflict when the consumer is already
+    registered for this model.
     """
     check_name("consumer name", name)
     registry.model(model)  # NotFound listing the registered models
     reads = _check_reads(registry, model, reads)
     if not contact or not contact.strip():
         raise BadRequest("a consumer needs a --contact (an email or team to notify)")
-    webhook = _check_webhook(webhook)
+    webhook = _check_webhook(webhook, webhooks)
     consumer = Consumer(name, model, reads, contact.strip(), webhook, now())
     with transaction(registry.db) as db:
         if db.execute("SELECT 1 FROM consumers WHERE name = ? AND model = ?",

@@ -1,10 +1,12 @@
 """Deprecating a model version: dates, successor, consumer notices and response headers.
 
 :func:`deprecate` stores the deprecation date, optional sunset date and successor on
-the version and notifies every registered consumer of the model: a ``notices`` row each,
-and an HTTP POST of a JSON notice to the consumer's webhook (5 s timeout). A webhook that
-fails is recorded (``delivered = 0``, the error in ``detail``), never raised. It does not
-change the version's stage: moving production → deprecated is a stage transition.
+the version and notifies every registered consumer of the model: a ``notices`` row each
+and, for a consumer with a webhook, a ``webhook_outbox`` row in the same transaction. It
+sends nothing itself: the serving process delivers the outbox off the request path, with
+retries (:mod:`appliance.lifecycle.webhooks`), and copies each outcome onto the notice.
+It does not change the version's stage: moving production → deprecated is a stage
+transition.
 
 :func:`deprecation_headers` gives what inference responses of such a version carry:
 ``Deprecation`` (RFC 9745, ``@<unix seconds>``), ``Sunset`` (RFC 8594, an HTTP-date) and a
@@ -23,8 +25,7 @@ from ..registry import Registry
 from ..registry.db import bump_generation, now, transaction
 from .consumers import list_consumers
 from .holds import record_event
-
-WEBHOOK_TIMEOUT_S = 5.0
+from .webhooks import enqueue
 
 
 def parse_date(option: str, value: str | date | datetime) -> datetime:
@@ -40,25 +41,6 @@ def parse_date(option: str, value: str | date | datetime) -> datetime:
             raise BadRequest(f"{option} {value!r} is not an ISO 8601 date, e.g. 2026-12-31 "
                              "or 2026-12-31T12:00:00Z") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def post_json(url: str, payload: dict[str, Any]) -> tuple[bool, str]:
-    """POST ``payload`` to ``url``; (delivered, what happened). Never raises."""
-    try:
-        try:
-            import httpx
-        except ImportError:  # pragma: no cover - httpx is normally installed
-            import urllib.request
-            request = urllib.request.Request(
-                url, data=json.dumps(payload).encode(), method="POST",
-                headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-                return True, f"HTTP {response.status}"
-        response = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_S)
-        response.raise_for_status()
-        return True, f"HTTP {response.status_code}"
-    except Exception as exc:  # any failure is recorded on the notice, not raised
-        return False, f"{type(exc).__name__}: {exc}"
 
 
 def _message(model: str, version: str, deprecated: datetime, sunset: datetime | None,
@@ -94,7 +76,7 @@ def deprecate(registry: Registry, model: str, version: str, *,
               "deprecation_date": deprecated.isoformat(),
               "sunset_date": sunset.isoformat() if sunset else None,
               "successor": successor, "message": text}
-    pending: list[tuple[int, Any]] = []
+    results = []
     with transaction(registry.db) as db:
         db.execute("UPDATE versions SET deprecation_date = ?, sunset_date = ?, successor = ? "
                    "WHERE model = ? AND version = ?",
@@ -106,28 +88,22 @@ def deprecate(registry: Registry, model: str, version: str, *,
         for consumer in consumers:
             detail = {"message": text, "contact": consumer.contact,
                       "webhook": consumer.webhook,
-                      "pending": "webhook not called yet" if consumer.webhook
+                      "pending": "webhook queued for delivery" if consumer.webhook
                       else f"no webhook: notify {consumer.contact}"}
             cur = db.execute("INSERT INTO notices (consumer, model, version, kind, at, "
                              "detail, delivered) VALUES (?, ?, ?, 'deprecation', ?, ?, 0)",
                              [consumer.name, model, version, at, json.dumps(detail)])
-            pending.append((int(cur.lastrowid or 0), consumer))
+            notice_id = int(cur.lastrowid or 0)
+            result: dict[str, Any] = {"consumer": consumer.name, "contact": consumer.contact,
+                                      "webhook": consumer.webhook, "delivered": False,
+                                      "notice_id": notice_id, "outbox_id": None}
+            if consumer.webhook:
+                result["outbox_id"] = enqueue(
+                    db, notice_id=notice_id, consumer=consumer.name, model=model,
+                    url=consumer.webhook, at=at,
+                    payload={**notice, "consumer": consumer.name, "reads": consumer.reads})
+            results.append(result)
         bump_generation(db)
-    results = []
-    for notice_id, consumer in pending:
-        result = {"consumer": consumer.name, "contact": consumer.contact,
-                  "webhook": consumer.webhook, "delivered": False}
-        if consumer.webhook:  # outside the transaction: never hold the lock on the network
-            delivered, outcome = post_json(consumer.webhook, {
-                **notice, "consumer": consumer.name, "reads": consumer.reads})
-            detail = {"message": text, "contact": consumer.contact,
-                      "webhook": consumer.webhook,
-                      ("result" if delivered else "error"): outcome}
-            with transaction(registry.db) as db:
-                db.execute("UPDATE notices SET delivered = ?, detail = ? WHERE id = ?",
-                           [int(delivered), json.dumps(detail), notice_id])
-            result.update({"delivered": delivered, ("result" if delivered else "error"): outcome})
-        results.append(result)
     return {**notice, "actor": actor, "at": at, "notices": results}
 
 

@@ -1,6 +1,8 @@
 """Legal holds: a held version cannot be deleted, by any path, until every hold is released.
 
-A hold names who placed it and why; releasing records who released it and when. Rows are
+A hold names its holder (on whose behalf it is kept, e.g. ``legal-dept``), who placed it
+(``placed_by``: the caller's token subject on the API, so nobody places a hold in
+another's name) and why; releasing records who released it and when. Rows are
 never removed, so the ``holds`` table is the full history; every placement and release is
 also written to the append-only ``events`` log.
 """
@@ -17,7 +19,7 @@ from ..errors import BadRequest, NotFound
 from ..registry import Registry
 from ..registry.db import now, transaction
 
-_COLUMNS = "id, model, version, holder, reason, at, released_at, released_by"
+_COLUMNS = "id, model, version, holder, reason, at, released_at, released_by, placed_by"
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Hold:
     at: str
     released_at: str | None = None
     released_by: str | None = None
+    #: who placed it (an older registry's rows: the holder)
+    placed_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -39,7 +43,9 @@ class Hold:
 
     def describe(self) -> str:
         """``held by legal since 2026-…: "litigation 42"`` — used in refusals."""
-        return f"held by {self.holder} since {self.at}: {self.reason!r}"
+        placer = (f" (placed by {self.placed_by})"
+                  if self.placed_by and self.placed_by != self.holder else "")
+        return f"held by {self.holder}{placer} since {self.at}: {self.reason!r}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "active": self.active}
@@ -81,20 +87,24 @@ def active_holds(registry: Registry, model: str | None = None,
 
 
 def place_hold(registry: Registry, model: str, version: str, holder: str,
-               reason: str) -> Hold:
-    """Hold ``model`` ``version``; placing the same holder's hold again returns it unchanged."""
+               reason: str, *, placed_by: str | None = None) -> Hold:
+    """Hold ``model`` ``version`` for ``holder``, placed by ``placed_by`` (default: the
+    holder); placing the same holder's hold again returns it unchanged."""
     holder, reason = _required("holder (--by)", holder), _required("reason", reason)
+    placed_by = (placed_by or "").strip() or holder
     registry.version(model, version)  # NotFound naming what exists
     at = now()
     with transaction(registry.db) as db:
         for hold in holds_in(db, model, version):
             if hold.holder == holder:
                 return hold
-        cur = db.execute("INSERT INTO holds (model, version, holder, reason, at) "
-                         "VALUES (?, ?, ?, ?, ?)", [model, version, holder, reason, at])
-        record_event(db, at=at, actor=holder, action="hold", model=model, version=version,
-                     detail={"hold_id": cur.lastrowid, "reason": reason})
-    return Hold(int(cur.lastrowid or 0), model, version, holder, reason, at)
+        cur = db.execute("INSERT INTO holds (model, version, holder, reason, at, placed_by) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [model, version, holder, reason, at, placed_by])
+        record_event(db, at=at, actor=placed_by, action="hold", model=model, version=version,
+                     detail={"hold_id": cur.lastrowid, "reason": reason, "holder": holder})
+    return Hold(int(cur.lastrowid or 0), model, version, holder, reason, at,
+                placed_by=placed_by)
 
 
 def release_hold(registry: Registry, model: str, version: str, released_by: str, *,

@@ -19,12 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_SHUTDOWN,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+    SchedulerEvent,
+)
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from ..errors import ApplianceError, BadRequest, NotFound
@@ -32,6 +39,7 @@ from ..registry import Registry
 from ..registry.db import now as now_iso
 from ..registry.db import open_database, transaction
 from ..settings import load_settings
+from .settings import WebhookSettings
 from .stages import STAGES
 
 log = logging.getLogger("appliance.schedule")
@@ -104,12 +112,37 @@ def _listener(data_dir: Path) -> Any:
     return on_event
 
 
-def make_scheduler(data_dir: Path, *, background: bool = True,
-                   poll_s: float = 1.0) -> BaseScheduler:
+def _outbox_poller(scheduler: BaseScheduler, data_dir: Path,
+                   settings: WebhookSettings | None) -> Any:
+    """A listener: poll the webhook outbox while ``scheduler`` runs (not while paused)."""
+    from .webhooks import OutboxPoller
+
+    poller: list[OutboxPoller] = []
+
+    def on_event(event: SchedulerEvent) -> None:
+        if event.code == EVENT_SCHEDULER_STARTED and scheduler.state == STATE_RUNNING:
+            every = (settings or load_settings({"data_dir": data_dir}).lifecycle.webhooks
+                     ).poll_s
+            poller.append(OutboxPoller(data_dir, every, settings))
+            poller[-1].start()
+        elif event.code == EVENT_SCHEDULER_SHUTDOWN:
+            while poller:
+                poller.pop().stop()
+
+    return on_event
+
+
+def make_scheduler(data_dir: Path, *, background: bool = True, poll_s: float = 1.0,
+                   webhooks: bool | WebhookSettings = True) -> BaseScheduler:
     """A scheduler (not started) on the persistent job table of ``data_dir``'s registry.
 
     ``background=True`` gives a scheduler whose ``start()`` returns (a thread runs jobs);
-    ``False`` one whose ``start()`` blocks (a dedicated scheduler process).
+    ``False`` one whose ``start()`` blocks (a dedicated scheduler process). With
+    ``webhooks``, a scheduler started un-paused also makes this process drain the webhook
+    outbox, checking every ``lifecycle.webhooks.poll_s`` seconds until it shuts down, so
+    deliveries queued by CLI processes go out too (:mod:`appliance.lifecycle.webhooks`);
+    pass the serving settings' ``lifecycle.webhooks`` to use those rather than the
+    configuration file and environment.
     """
     path = Path(data_dir) / "registry.db"
     open_database(path).conn.close()  # registry schema present, file in WAL mode
@@ -122,13 +155,17 @@ def make_scheduler(data_dir: Path, *, background: bool = True,
                                   "max_instances": 1})
     scheduler.poll_s = poll_s
     scheduler.add_listener(_listener(Path(data_dir)), EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+    if webhooks:
+        given = webhooks if isinstance(webhooks, WebhookSettings) else None
+        scheduler.add_listener(_outbox_poller(scheduler, Path(data_dir), given),
+                               EVENT_SCHEDULER_STARTED | EVENT_SCHEDULER_SHUTDOWN)
     return scheduler
 
 
 @contextmanager
 def job_store(data_dir: Path) -> Iterator[BaseScheduler]:
     """A scheduler started paused: add, list and remove jobs here; it runs none of them."""
-    scheduler = make_scheduler(data_dir)
+    scheduler = make_scheduler(data_dir, webhooks=False)
     scheduler.start(paused=True)
     try:
         yield scheduler

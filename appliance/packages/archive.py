@@ -22,13 +22,15 @@ import stat
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import BadRequest
+from ..registry.diskspace import check_free, is_disk_full, mapping_disk_full
 from ..registry.store import CHUNK, sha256_file
 from ..security.signing import SIGNATURE_NAME, parse_signature, sign_manifest
-from .manifest import dump_manifest, find_manifest, load_manifest
+from .manifest import MANIFEST_NAMES, dump_manifest, find_manifest, load_manifest
 
 #: default limit on the total size of the files in an archive being extracted
 MAX_EXTRACT_BYTES = 64 << 30
@@ -191,56 +193,146 @@ def _member_path(member: tarfile.TarInfo) -> str:
     return "/".join(parts)
 
 
-def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> list[str]:
-    """Extract the archive ``tar_path`` into ``dest``; return the relative file paths.
+#: magic bytes of compressed files: packages are plain tar, never decompressed here
+COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"),
+                    (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+                    (b"\x5d\x00\x00", "lzma"))
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_SIGNATURE_BYTES = 64 << 10
 
-    Every member is checked before anything is written: absolute paths, ``..``, links,
-    devices, duplicate names and a total size over ``max_bytes`` are refused with a
-    BadRequest naming the member.
-    """
+
+def _refuse_compressed(tar_path: Path) -> None:
     try:
-        tar = tarfile.open(tar_path, mode="r:*")  # noqa: SIM115 - closed by the with below
+        with tar_path.open("rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise BadRequest(f"{tar_path} cannot be read: {exc}") from None
+    for magic, kind in COMPRESSED_MAGIC:
+        if head.startswith(magic):
+            raise BadRequest(f"{tar_path} is {kind}-compressed: a package is a plain, "
+                             "uncompressed tar archive (what `appliance package build` "
+                             "writes); decompress it first, or push the package directory")
+
+
+def _headers(tar: tarfile.TarFile, tar_path: Path, max_bytes: int
+             ) -> list[tuple[str, tarfile.TarInfo]]:
+    """Every member's header checked, no data read: paths, types, sizes, total."""
+    archive_size = tar_path.stat().st_size
+    plan: list[tuple[str, tarfile.TarInfo]] = []
+    seen: set[str] = set()
+    total = 0
+    while True:
+        try:
+            member = tar.next()
+        except tarfile.TarError as exc:
+            raise BadRequest(f"{tar_path}: damaged tar archive: {exc}") from None
+        if member is None:
+            return plan
+        if len(plan) >= MAX_MEMBERS:
+            raise BadRequest(f"{tar_path} has more than {MAX_MEMBERS} members")
+        rel = _member_path(member)
+        if member.issparse():
+            raise BadRequest(f"archive member {member.name!r} is a sparse file: packages "
+                             "hold regular files only")
+        if member.isreg() and member.offset_data + member.size > archive_size:
+            raise BadRequest(f"archive member {member.name!r} claims {member.size} bytes, "
+                             "more than the archive holds (damaged or forged)")
+        if not rel:
+            continue
+        if rel in seen:
+            raise BadRequest(f"archive member {member.name!r} appears twice")
+        seen.add(rel)
+        total += member.size if member.isreg() else 0
+        if total > max_bytes:
+            raise BadRequest(f"archive member {member.name!r} takes the archive over the "
+                             f"extraction limit of {max_bytes} bytes")
+        plan.append((rel, member))
+
+
+def _declared_sizes(tar: tarfile.TarFile, plan: list[tuple[str, tarfile.TarInfo]],
+                    tar_path: Path) -> dict[str, int]:
+    """Read and check the manifest first; the size each member may have."""
+    found = [(rel, m) for rel, m in plan if rel in MANIFEST_NAMES and m.isreg()]
+    if len(found) != 1:
+        what = "both model.toml and model.json" if found else "no model.toml or model.json"
+        raise BadRequest(f"{tar_path}: a package has exactly one manifest at its top; "
+                         f"found {what}")
+    mname, member = found[0]
+    if member.size > MAX_MANIFEST_BYTES:
+        raise BadRequest(f"{tar_path}: {mname} is {member.size} bytes; a manifest is at "
+                         f"most {MAX_MANIFEST_BYTES}")
+    src = tar.extractfile(member)
+    assert src is not None  # a regular file always has a payload
+    with src:
+        manifest = load_manifest(src.read(), filename=mname)
+    declared = {e.path: int(e.size or 0) for v in manifest.variants for e in v.files}
+    allowed = {**declared, mname: member.size, SIGNATURE_NAME: MAX_SIGNATURE_BYTES}
+    for rel, m in plan:
+        if not m.isreg():
+            continue
+        if rel not in allowed:
+            raise BadRequest(f"archive member {m.name!r} is not listed in {mname}: a package "
+                             "holds its manifest and exactly the files it lists")
+        if rel == SIGNATURE_NAME and m.size > MAX_SIGNATURE_BYTES:
+            raise BadRequest(f"archive member {m.name!r} is {m.size} bytes; a signature is at "
+                             f"most {MAX_SIGNATURE_BYTES}")
+        if rel in declared and m.size != declared[rel]:
+            raise BadRequest(f"archive member {m.name!r} is {m.size} bytes but {mname} "
+                             f"declares {declared[rel]} (the package is damaged or changed)")
+    return allowed
+
+
+def _write(src: IO[bytes], target: Path, limit: int, name: str) -> None:
+    written = 0
+    with src, target.open("xb") as out:
+        while chunk := src.read(CHUNK):
+            written += len(chunk)
+            if written > limit:  # never more than the header and the manifest declare
+                raise BadRequest(f"archive member {name!r} holds more than the {limit} "
+                                 "bytes declared")
+            out.write(chunk)
+
+
+def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYTES,
+                 reserve_bytes: int = 0) -> list[str]:
+    """Extract the package archive ``tar_path`` into ``dest``; return the relative paths.
+
+    Nothing is written until every check passed: a compressed archive is refused (a
+    package is plain tar); every member header is checked (absolute paths, ``..``,
+    links, devices, sparse files, duplicates, sizes beyond the archive, a total over
+    ``max_bytes``); the manifest is read and parsed, and a member it does not list, or
+    whose size differs from the declared one, is refused; and the files must fit on the
+    disk leaving ``reserve_bytes`` free (507 otherwise). Refusals are BadRequests naming
+    the member; a disk that fills up anyway is InsufficientStorage.
+    """
+    _refuse_compressed(tar_path)
+    try:
+        tar = tarfile.open(tar_path, mode="r:")  # noqa: SIM115 - closed by the with below
     except (tarfile.TarError, OSError) as exc:
         raise BadRequest(f"{tar_path} is not a readable tar archive: {exc}") from None
     with tar:
-        try:
-            members = tar.getmembers()
-        except tarfile.TarError as exc:
-            raise BadRequest(f"{tar_path}: damaged tar archive: {exc}") from None
-        if len(members) > MAX_MEMBERS:
-            raise BadRequest(f"{tar_path} has {len(members)} members; the limit is {MAX_MEMBERS}")
-        plan: list[tuple[str, tarfile.TarInfo]] = []
-        seen: set[str] = set()
-        total = 0
-        for member in members:
-            rel = _member_path(member)
-            if not rel:
-                continue
-            if rel in seen:
-                raise BadRequest(f"archive member {member.name!r} appears twice")
-            seen.add(rel)
-            total += member.size if member.isreg() else 0
-            if total > max_bytes:
-                raise BadRequest(f"archive member {member.name!r} takes the archive over the "
-                                 f"extraction limit of {max_bytes} bytes")
-            plan.append((rel, member))
+        plan = _headers(tar, tar_path, max_bytes)
+        allowed = _declared_sizes(tar, plan, tar_path)
+        total = sum(m.size for _, m in plan if m.isreg())
+        check_free(dest, total, reserve_bytes)
         files = []
-        for rel, member in plan:
-            target = dest / rel
-            try:
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                assert src is not None  # a regular file always has a payload
-                with src, target.open("xb") as out:
-                    while chunk := src.read(CHUNK):
-                        out.write(chunk)
-            except (OSError, tarfile.TarError) as exc:
-                raise BadRequest(f"archive member {member.name!r} cannot be extracted: "
-                                 f"{exc}") from None
-            files.append(rel)
+        with mapping_disk_full(dest, needed=total):
+            for rel, member in plan:
+                target = dest / rel
+                try:
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    assert src is not None  # a regular file always has a payload
+                    _write(src, target, min(member.size, allowed[rel]), member.name)
+                except (OSError, tarfile.TarError) as exc:
+                    if is_disk_full(exc):
+                        raise
+                    raise BadRequest(f"archive member {member.name!r} cannot be extracted: "
+                                     f"{exc}") from None
+                files.append(rel)
     return files
 
 

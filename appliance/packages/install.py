@@ -3,7 +3,9 @@
 Steps, in order (a failure at any step leaves no new registry rows; the extraction and
 staging directories are removed on the way out):
 
-1. extract the archive into ``artifacts/.staging/pkg-*`` (:func:`safe_extract`);
+1. extract the archive into ``artifacts/.staging/pkg-*`` (:func:`safe_extract`: plain
+   tar only, the manifest read first, nothing beyond its declared sizes, a free-space
+   reserve kept; a full disk is InsufficientStorage, 507);
 2. load the manifest; if the version is already registered, return it when its package
    digest (sha256 of the manifest bytes) is the same, else Conflict naming both digests;
 2b. verify ``model.sig`` when the package has one (:mod:`appliance.security.signing`):
@@ -48,6 +50,7 @@ from typing import Any
 from ..errors import BadRequest, Conflict, NotFound
 from ..registry import Registry, Variant, VersionRecord
 from ..registry.db import now, transaction
+from ..registry.diskspace import check_free, mapping_disk_full
 from ..registry.store import StoredFile, plain_facts
 from ..runtime.catalog import BackendCatalog
 from ..runtime.importer import model_files
@@ -243,17 +246,26 @@ def _security_review(root: Path, pkg: Path, policy: ScanPolicy | None) -> None:
 
 
 def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
-                 max_bytes: int = MAX_EXTRACT_BYTES,
+                 max_bytes: int = MAX_EXTRACT_BYTES, reserve_bytes: int = 0,
                  scan_policy: ScanPolicy | None = None) -> VersionRecord:
     """Install the package ``pkg`` (a ``.tar`` or a package directory) as one version.
 
     Pushing the same package again returns the existing record; a different package for
     the same name and version is a Conflict (409). ``scan_policy`` tunes the security
-    review (default :class:`ScanPolicy`).
+    review (default :class:`ScanPolicy`). ``max_bytes`` bounds the files extracted;
+    a push that would leave less than ``reserve_bytes`` free on the data disk, or that
+    fills it, is InsufficientStorage (507) and leaves nothing behind.
     """
     if not pkg.exists():
         raise BadRequest(f"{pkg} does not exist: give a package archive (.tar) built with "
                          "`appliance package build`, or a package directory")
+    with mapping_disk_full(registry.data_dir):
+        return _push(registry, catalog, pkg, actor=actor, max_bytes=max_bytes,
+                     reserve_bytes=reserve_bytes, scan_policy=scan_policy)
+
+
+def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
+          max_bytes: int, reserve_bytes: int, scan_policy: ScanPolicy | None) -> VersionRecord:
     registry.store.staging.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="pkg-", dir=registry.store.staging))
     staged_dirs: list[Path] = []
@@ -262,7 +274,7 @@ def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, acto
         if not pkg.is_dir():
             root = work / "package"
             root.mkdir()
-            safe_extract(pkg, root, max_bytes=max_bytes)
+            safe_extract(pkg, root, max_bytes=max_bytes, reserve_bytes=reserve_bytes)
         _crash_point("after-extract")
         mpath = find_manifest(root)
         mbytes = mpath.read_bytes()
@@ -282,6 +294,10 @@ def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, acto
         sbom = package_sbom(root, manifest, verified=True,
                             fingerprints={p: f.digest for p, f in prints.items()})
         _crash_point("after-verify")
+        # the staged (encrypted) copies need about as much again as the files
+        check_free(registry.store.staging,
+                   sum(int(e.size or 0) for v in manifest.variants for e in v.files),
+                   reserve_bytes)
         variants = [_stage_variant(registry, catalog, root, manifest, i, staged_dirs)
                     for i in range(len(manifest.variants))]
         committed = [(s, registry.store.commit(s.staged, s.stored)[0]) for s in variants]

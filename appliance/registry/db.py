@@ -84,11 +84,26 @@ def _m004_security(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS fingerprints_digest ON fingerprints (digest)")
 
 
+def _m005_hold_placer_and_webhook_outbox(db: sqlite_utils.Database) -> None:
+    """Who placed a hold (the holder is on whose behalf), and the webhook outbox."""
+    db.execute("ALTER TABLE holds ADD COLUMN placed_by TEXT")
+    db.execute("UPDATE holds SET placed_by = holder WHERE placed_by IS NULL")
+    # one row per webhook delivery; drained by the serving process, never by a request
+    db.execute("CREATE TABLE webhook_outbox (id INTEGER PRIMARY KEY, notice_id INTEGER, "
+               "consumer TEXT NOT NULL, model TEXT NOT NULL, url TEXT NOT NULL, "
+               "payload TEXT NOT NULL, created_at TEXT NOT NULL, "
+               "status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, "
+               "next_attempt_at TEXT NOT NULL, lease_until TEXT, last_error TEXT, "
+               "delivered_at TEXT, gave_up_at TEXT)")
+    db.execute("CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at)")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "models, versions, events", _m001_models_and_versions),
     (2, "variants and backend pin", _m002_variants_and_backend_pin),
     (3, "lifecycle: packages, stages, approvals, consumers, holds, retention", _m003_lifecycle),
     (4, "security: sbom column, fingerprints", _m004_security),
+    (5, "hold placed_by, webhook outbox", _m005_hold_placer_and_webhook_outbox),
 ]
 
 

@@ -83,22 +83,21 @@ class ModelRepository:
     def _load_with_retries(self, served: ServedVersion) -> None:
         """Up to ``load_attempts`` tries with exponential backoff (0.5 s, 1 s, …), each
         bounded by the load timeout."""
-        delay, last = 0.5, None
+        delay = 0.5
+        last: Exception | None = None
         for attempt in range(1, self.load_attempts + 1):
             try:
                 self._load_once(served)
                 return
             except ServiceUnavailable:  # timed out: retrying would time out again
                 raise
-            except ApplianceError as exc:
-                if exc.status < 500:  # a bad file stays bad: no retry
-                    raise
-                last = exc
             except Exception as exc:  # runtime hiccup (out of memory, driver): retry
+                if isinstance(exc, ApplianceError) and exc.status < 500:
+                    raise  # a bad file stays bad: no retry
                 last = exc
-            log.warning("%s version %s: load attempt %d failed: %s; retrying in %.1f s",
-                        served.record.model, served.record.version, attempt, _reason(last),
-                        delay)
+                log.warning("%s version %s: load attempt %d failed: %s; retrying in %.1f s",
+                            served.record.model, served.record.version, attempt,
+                            _reason(exc), delay)
             time.sleep(delay)
             delay *= 2
         assert last is not None

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class RegistryWatcher:
     def __init__(self, db_path: Path, repository: ModelRepository, interval: float,
-                 on_tick: Callable[[Any], None] | None = None) -> None:
+                 on_tick: Callable[[Any], object] | None = None) -> None:
         self.db_path = db_path
         self.on_tick = on_tick  # e.g. copy registry events into the audit chain
         self.repository = repository

@@ -155,7 +155,8 @@ def stored_sbom(registry: Registry, record: VersionRecord) -> dict[str, Any] | N
         row = registry.db.execute("SELECT sbom FROM versions WHERE model = ? AND version = ?",
                                   [record.model, record.version]).fetchone()
         if row and row[0]:
-            return json.loads(row[0])
+            sbom: dict[str, Any] = json.loads(row[0])
+            return sbom
     found = record.manifest.get("sbom")
     return found if isinstance(found, dict) else None
 

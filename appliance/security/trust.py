@@ -96,7 +96,7 @@ class PublicKeyDir(Generic[K]):
 
     def __init__(self, directory: Path, kind: type[K], role: str) -> None:
         self.dir = directory
-        self.kind = kind
+        self.kind: type[K] = kind
         self.role = role
 
     def add(self, name: str, pem: bytes, where: str) -> NamedKey[K]:
@@ -147,10 +147,13 @@ class PublicKeyDir(Generic[K]):
 
 def publishers(keys_dir: Path) -> PublicKeyDir[Ed25519PublicKey]:
     """Trusted package publishers: ``keys/trusted``."""
-    return PublicKeyDir(keys_dir / "trusted", Ed25519PublicKey, "trusted publisher")
+    # cryptography's key classes are abstract: mypy allows them as type[K] only with this
+    return PublicKeyDir(keys_dir / "trusted", Ed25519PublicKey,  # type: ignore[type-abstract]
+                        "trusted publisher")
 
 
 def recipients(keys_dir: Path) -> PublicKeyDir[X25519PublicKey]:
     """Export recipients: ``keys/recipients``."""
-    return PublicKeyDir(keys_dir / "recipients", X25519PublicKey, "recipient")
+    return PublicKeyDir(keys_dir / "recipients", X25519PublicKey,  # type: ignore[type-abstract]
+                        "recipient")
 

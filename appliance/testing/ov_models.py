@@ -33,11 +33,14 @@ def reference_linear(
     """What :func:`build_onnx_linear_model` computes, in numpy: ``act(x @ W + b)``."""
     w, b = linear_weights(in_features, out_features, seed)
     z = np.asarray(x, dtype=np.float32) @ w + b
+    out: np.ndarray
     if activation == "relu":
-        return np.maximum(z, 0.0).astype(np.float32)
+        out = np.maximum(z, 0.0).astype(np.float32)
+        return out
     if activation == "softmax":
         e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        out = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return out
     raise ValueError(f"activation must be 'relu' or 'softmax', not {activation!r}")
 
 

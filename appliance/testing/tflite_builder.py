@@ -143,7 +143,8 @@ def reference_fully_connected(x: np.ndarray, seed: int = 0, in_features: int = 4
     weights, bias = fully_connected_weights(seed, in_features, out_features)
     logits = np.asarray(x, np.float32) @ weights.T + bias
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def build_fully_connected_model(path: str | Path, *, in_features: int = 4,

@@ -53,7 +53,7 @@ def _interpreter_module() -> tuple[ModuleType, str]:
         return interpreter, "ai-edge-litert"
     except ImportError as litert_exc:
         try:
-            from tflite_runtime import interpreter  # type: ignore[import-not-found]
+            from tflite_runtime import interpreter
 
             return interpreter, "tflite-runtime"
         except ImportError:
