@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 
 from .. import __version__
+from ..security.auth_settings import auth_enabled
 from ..services import Services, load_models
 from .admin import HardwareController
 from .auth import authenticator_for, require_export
@@ -23,6 +25,7 @@ from .export import ExportController
 from .governance import GOVERNANCE_ROUTES
 from .infer_route import InferenceFront, document_infer_routes
 from .lifecycle import LifecycleController
+from .openapi import complete_document
 from .repository import RepositoryController
 from .v2 import ModelController, ServerController
 
@@ -34,12 +37,15 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Infere
     authenticator_for(services)  # a bad [auth] setting fails here, not on a request
     services.require_export = require_export  # type: ignore[attr-defined]
 
-
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = services
         app.state.dataplane = services.dataplane
-        document_infer_routes(app.openapi_schema)
+        # the generated document is a dict litestar caches and serves: finish it in place
+        document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+        document_infer_routes(document)
+        complete_document(document, auth_required=auth_enabled(services.settings.auth,
+                                                               services.settings.host))
         if load_in_background:
             import threading
             threading.Thread(target=load_models, args=(services,), name="model-loader",

@@ -1,11 +1,16 @@
-"""One place that turns exceptions into ``{"error": "..."}`` responses."""
+"""One place that turns exceptions into ``{"error": "..."}`` responses.
+
+Client mistakes that litestar reports in its own words (a missing body, a body that fails
+a route's schema, JSON nested deeper than the decoder's recursion limit) become 400s that
+say what to send; only real faults are 500s with a traceback in the log.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from ..errors import ApplianceError
 
@@ -29,8 +34,39 @@ def appliance_error(_: Request, exc: ApplianceError) -> Response:
     return _error(exc.status, exc.message, exc.headers)
 
 
+def _has_body(request: Request) -> bool:
+    headers = request.headers
+    return (headers.get("content-length", "0") != "0"
+            or "chunked" in headers.get("transfer-encoding", "").lower())
+
+
+def _validation_message(request: Request, exc: ValidationException) -> str:
+    where = f"{request.method} {request.url.path}"
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    if request.method in ("POST", "PUT", "PATCH") and not _has_body(request) and any(
+            isinstance(e, dict) and e.get("source") == "body" for e in extra):
+        return (f"the request needs a JSON body: {where} takes a JSON object; see GET "
+                "/schema/openapi.json for its fields")
+    problems = []
+    for item in extra:
+        if isinstance(item, dict):
+            key = item.get("key")
+            place = "body" if key == "data" else f"{item.get('source') or 'parameter'} {key}"
+            problems.append(f"{place}: {item.get('message')}")
+    if not problems:
+        return f"invalid request to {where}: {exc.detail}"
+    return f"invalid request to {where}: " + "; ".join(problems)
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail or "request failed"
+    if isinstance(exc, ValidationException) and exc.status_code == 400:
+        return _error(400, _validation_message(request, exc), dict(exc.headers or {}))
+    if isinstance(exc.__cause__, SerializationException):  # the body's JSON did not parse
+        detail = (f"the request body of {request.method} {request.url.path} is not valid "
+                  f"JSON: {detail}" if _has_body(request) else
+                  f"the request needs a JSON body: {request.method} {request.url.path} "
+                  "takes a JSON object")
     if exc.status_code == 413:
         detail = "request body too large"
     elif exc.status_code == 404 and detail == "Not Found":
@@ -39,6 +75,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 400 and getattr(exc, "extra", None):
         message += f": {exc.extra}"
     return _error(exc.status_code, message, dict(exc.headers or {}))
+
+
+def nesting_error(request: Request, exc: RecursionError) -> Response:
+    """JSON nested past the decoder's recursion limit is the client's mistake, not ours."""
+    if "deserializ" not in str(exc) and "decod" not in str(exc):
+        return internal_error(request, exc)
+    return _error(400, f"the JSON body of {request.method} {request.url.path} is nested too "
+                       "deeply; send a flatter document")
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
@@ -50,5 +94,6 @@ def internal_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ApplianceError: appliance_error,
     HTTPException: http_error,
+    RecursionError: nesting_error,
     Exception: internal_error,
 }

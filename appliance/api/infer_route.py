@@ -14,20 +14,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import msgspec
 from litestar import Litestar
-from litestar.openapi.spec import (
-    OpenAPI,
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    Operation,
-    Parameter,
-    PathItem,
-    RequestBody,
-    Schema,
-)
 from litestar.types import Receive, Scope, Send
 
 from ..errors import ApplianceError, PayloadTooLarge
@@ -46,7 +37,24 @@ _WANTED = {b"content-type": "content_type",
            b"x-request-timeout-ms": "timeout_ms"}
 
 
+def _check_declared_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
+    """413 from ``Content-Length`` alone: a body declared too large is never read."""
+    for key, value in headers:
+        if key == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return  # httptools refuses a malformed length before we get here
+            if declared > limit:
+                raise PayloadTooLarge(
+                    f"request body too large ({declared} bytes declared, the limit is "
+                    f"{limit}); send a smaller body or raise max_body_bytes in the "
+                    "configuration")
+            return
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -64,6 +72,23 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _shared_paths(app: Litestar) -> list[tuple[re.Pattern[str], bytes]]:
+    """Routes with several handlers, each path's ``Allow`` answer: where handlers for one
+    path come from several controllers (the governance DELETE on a version path), the
+    OPTIONS answer litestar generates names only one controller's methods."""
+    out = []
+    for route in app.routes:
+        methods = getattr(route, "methods", None)
+        handlers = getattr(route, "route_handlers", [])
+        options = [h for h in handlers if h.http_methods == {"OPTIONS"}]
+        if not methods or not options or len(handlers) < 3:  # OPTIONS + two others
+            continue
+        pattern = re.escape(route.path_format)
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", pattern)
+        out.append((re.compile(f"^{pattern}/?$"), ", ".join(sorted(methods)).encode()))
+    return out
+
+
 class InferenceFront:
     """An ASGI app in front of the litestar app: ``POST .../infer`` is answered here,
     everything else (and lifespan) goes to litestar."""
@@ -71,6 +96,7 @@ class InferenceFront:
     def __init__(self, app: Litestar, services: Any) -> None:
         self.litestar = app
         self.services = services
+        self._shared = _shared_paths(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -78,7 +104,22 @@ class InferenceFront:
             if match is not None:
                 await self._infer(scope, receive, send, match.group(1), match.group(2))
                 return
+            if scope["method"] == "OPTIONS":
+                send = self._allow_fixer(scope["path"], send)
         await self.litestar(scope, receive, send)
+
+    def _allow_fixer(self, path: str, send: Send) -> Send:
+        allow = next((a for pattern, a in self._shared if pattern.match(path)), None)
+        if allow is None:
+            return send
+
+        async def fixed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [
+                    (k, allow if k.lower() == b"allow" else v) for k, v in
+                    message.get("headers", [])]}
+            await send(cast(Any, message))
+        return fixed
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
                      version: str | None) -> None:
@@ -90,12 +131,14 @@ class InferenceFront:
             # before the body is read: a refused caller costs no upload
             identity = await authenticate(scope["headers"], scope, self.services)
             require_infer(identity, name)
+            limit = self.services.settings.max_body_bytes
+            _check_declared_length(scope["headers"], limit)
             kwargs: dict[str, Any] = {}
             for key, value in scope["headers"]:
                 field = _WANTED.get(key)
                 if field is not None:
                     kwargs[field] = value.decode("latin-1")
-            body = await _read_body(receive, self.services.settings.max_body_bytes)
+            body = await _read_body(receive, limit)
             client = scope.get("client")
             caller = identity.subject if identity.via != "open" else (
                 f"open:{client[0]}" if client else "open")
@@ -121,37 +164,46 @@ class InferenceFront:
         await send({"type": "http.response.body", "body": content})
 
 
-def _operation(with_version: bool) -> Operation:
-    params = [Parameter(name="name", param_in="path", required=True,  # type: ignore[arg-type]
-                        schema=Schema(type="string"))]  # type: ignore[arg-type]
+def _operation(with_version: bool) -> dict[str, Any]:
+    """The OpenAPI operation of one inference route (Open Inference Protocol schemas)."""
+    params: list[dict[str, Any]] = [{"name": "name", "in": "path", "required": True,
+                                     "schema": {"type": "string"}}]
     if with_version:
-        params.append(Parameter(name="version", param_in="path",  # type: ignore[arg-type]
-                                required=True, schema=Schema(type="string")))  # type: ignore[arg-type]
-    params.append(Parameter(name="X-Request-Timeout-Ms", param_in="header",  # type: ignore[arg-type]
-                            required=False, schema=Schema(type="number")))  # type: ignore[arg-type]
-    json_body = {"application/json": OpenAPIMediaType(schema=Schema(type="object")),
-                 "application/octet-stream": OpenAPIMediaType(schema=Schema(type="string",
-                                                                     format="binary"))}
-    error = {"application/json": OpenAPIMediaType(schema=Schema(type="object"))}
-    return Operation(
-        tags=["models"], summary="Inference" + (" on a version" if with_version else ""),
-        description="Open Inference Protocol v2 inference request (JSON, or Triton's binary "
-                    "tensor extension with Inference-Header-Content-Length). See docs/api.md.",
-        parameters=params,  # type: ignore[arg-type]
-        request_body=RequestBody(content=json_body, required=True),
-        responses={
-            "200": OpenAPIResponse(description="Inference response", content=json_body),
-            "400": OpenAPIResponse(description="Bad request (names what to fix)", content=error),
-            "404": OpenAPIResponse(description="Unknown model or version", content=error),
-            "413": OpenAPIResponse(description="Body too large", content=error),
-            "415": OpenAPIResponse(description="Unsupported content type", content=error),
-            "503": OpenAPIResponse(description="Not ready or queue full", content=error),
-            "504": OpenAPIResponse(description="Deadline passed", content=error),
-        })
+        params.append({"name": "version", "in": "path", "required": True,
+                       "schema": {"type": "string"}})
+    params += [
+        {"name": "X-Request-Timeout-Ms", "in": "header", "required": False,
+         "description": "deadline for this request in ms (overrides the model's timeout_ms)",
+         "schema": {"type": "integer", "minimum": 0}},
+        {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+         "description": "binary tensor extension: length of the JSON header at the start "
+                        "of an application/octet-stream body",
+         "schema": {"type": "integer", "minimum": 0}}]
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return {
+        "tags": ["models"],
+        "operationId": "ModelVersionInfer" if with_version else "ModelInfer",
+        "summary": "Inference" + (" on a version" if with_version else ""),
+        "description": "Open Inference Protocol v2 inference request (JSON, or Triton's "
+                       "binary tensor extension with Inference-Header-Content-Length). "
+                       "See docs/api.md.",
+        "parameters": params,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+            "application/octet-stream": binary}},
+        "responses": {
+            "200": {"description": "Inference response", "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/InferenceResponse"}},
+                "application/octet-stream": binary}},
+            "415": {"description": "Unsupported content type", "content": error},
+            "504": {"description": "Deadline passed", "content": error},
+        }}
 
 
-def document_infer_routes(schema: OpenAPI) -> None:
-    paths = schema.paths if schema.paths is not None else {}
-    paths["/v2/models/{name}/infer"] = PathItem(post=_operation(False))
-    paths["/v2/models/{name}/versions/{version}/infer"] = PathItem(post=_operation(True))
-    schema.paths = paths  # type: ignore[assignment]
+def document_infer_routes(schema: dict[str, Any]) -> None:
+    """Add the inference routes to litestar's generated document (a JSON dict)."""
+    paths = schema.setdefault("paths", {})
+    paths["/v2/models/{name}/infer"] = {"post": _operation(False)}
+    paths["/v2/models/{name}/versions/{version}/infer"] = {"post": _operation(True)}

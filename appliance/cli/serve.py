@@ -24,12 +24,15 @@ def serve(ctx: click.Context, **cli: Any) -> None:
     import uvicorn
 
     from ..api import create_app
+    from ..http_limits import raise_descriptor_limit
+    from ..http_protocol import LimitedHttpProtocol
     from ..security.auth_settings import open_warning
     from ..security.tls import uvicorn_tls_kwargs
     from ..services import build_services, seed_demo_models
 
     settings = settings_from(ctx, **cli)
     setup_logging(settings.log_level)
+    nofile = raise_descriptor_limit()  # up to the hard limit (systemd: LimitNOFILE=)
     sock = bind_socket(settings.host, settings.port)
     services = build_services(settings)
     log.info("hardware profile %s (%s)", services.hardware.match.profile.name,
@@ -43,9 +46,13 @@ def serve(ctx: click.Context, **cli: Any) -> None:
     if warning:
         log.warning("%s", warning)
     tls = uvicorn_tls_kwargs(settings.auth)  # {} without auth.tls_cert
-    log.info("serving on %s://%s:%d (data dir %s)", "https" if tls else "http", settings.host,
-             sock.getsockname()[1], settings.data_dir.resolve())
-    config = uvicorn.Config(app, loop="uvloop", **{"http": "httptools", **tls},
+    # the connection, header and body limits of [http]; ClientCertProtocol with TLS
+    protocol = tls.pop("http", LimitedHttpProtocol).with_limits(settings.http, nofile)
+    log.info("serving on %s://%s:%d (data dir %s; at most %d connections, descriptor "
+             "limit %d)", "https" if tls else "http", settings.host, sock.getsockname()[1],
+             settings.data_dir.resolve(), protocol.cap, nofile)
+    config = uvicorn.Config(app, loop="uvloop", http=protocol, **tls,
                             access_log=False, log_level="warning", lifespan="on",
+                            timeout_keep_alive=int(settings.http.keep_alive_s),
                             timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

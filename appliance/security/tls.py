@@ -2,9 +2,10 @@
 the mapping from certificate subjects to identities.
 
 uvicorn verifies a client certificate against ``ssl_ca_certs`` during the handshake but
-does not hand it to the application. :class:`ClientCertProtocol` (uvicorn 0.54's
-httptools protocol, one hook added) reads the verified peer certificate once per
-connection and puts it in every request's scope as the ASGI TLS extension:
+does not hand it to the application. :class:`ClientCertProtocol` (the appliance's
+limited httptools protocol, :mod:`appliance.http_protocol`, one hook added) reads the
+verified peer certificate once per connection and puts it in every request's scope as the
+ASGI TLS extension:
 
     scope["extensions"]["tls"] = {
         "client_cert_name": "CN=batch-scorer,O=Acme",   # RFC 4514, or None
@@ -27,9 +28,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..errors import ConfigError
+from ..http_protocol import LimitedHttpProtocol
 from .auth_settings import AuthSettings
 from .scopes import Identity
 
@@ -54,14 +55,15 @@ def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
             "cipher_suite": None}
 
 
-class ClientCertProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, adding the TLS extension to each request's scope."""
+class ClientCertProtocol(LimitedHttpProtocol):
+    """The limited httptools protocol, adding the TLS extension to each request's scope
+    (bind the limits with ``ClientCertProtocol.with_limits(settings.http)``)."""
 
     _tls: dict[str, Any] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._tls = tls_extension(transport)  # before a refusal can close it
         super().connection_made(transport)
-        self._tls = tls_extension(transport)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()  # builds self.scope for the new request
@@ -81,8 +83,9 @@ def uvicorn_tls_kwargs(auth: AuthSettings) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.Config``: none without ``tls_cert``; with it HTTPS,
     and with ``tls_client_ca`` client certificates too. Client certificates are optional
     (``CERT_OPTIONAL``) so Bearer-token clients still connect; a certificate that is sent
-    must verify against the CA or the handshake fails. Includes ``http``: pass it instead
-    of ``http="httptools"``."""
+    must verify against the CA or the handshake fails. Includes ``http``
+    (:class:`ClientCertProtocol` with the default limits; ``serve`` binds the configured
+    ones with ``.with_limits(settings.http)``)."""
     if auth.tls_cert is None or auth.tls_key is None:
         return {}
     for label, path in (("tls_cert", auth.tls_cert), ("tls_key", auth.tls_key),

@@ -12,18 +12,29 @@ from typing import Any
 
 import uvicorn
 
+from ..http_limits import HttpLimits
+from ..http_protocol import LimitedHttpProtocol
 from ..listen import bind_socket
 
 
 class ServerThread:
-    """uvicorn on a free loopback port; ``url`` is set once it accepts connections."""
+    """uvicorn on a free loopback port; ``url`` is set once it accepts connections.
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    It speaks through the same protocol and limits as ``appliance serve``: ``limits``
+    (default: the app's ``services.settings.http``, else the defaults)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *,
+                 limits: HttpLimits | None = None) -> None:
+        if limits is None:
+            settings = getattr(getattr(app, "services", None), "settings", None)
+            limits = getattr(settings, "http", None) or HttpLimits()
         self.sock = bind_socket(host, port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, loop="asyncio", http="httptools", access_log=False,
-                                log_level="warning", lifespan="on")
+        self.protocol = LimitedHttpProtocol.with_limits(limits)
+        config = uvicorn.Config(app, loop="asyncio", http=self.protocol, access_log=False,
+                                log_level="warning", lifespan="on",
+                                timeout_keep_alive=int(limits.keep_alive_s))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run,
                                        kwargs={"sockets": [self.sock]}, daemon=True)
