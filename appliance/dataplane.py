@@ -61,7 +61,9 @@ class DataPlane:
         }
 
     def model_ready(self, name: str, version: str | None) -> ServedVersion:
-        return self.repository.find(name, version)
+        """The version if it is ready; else ServiceUnavailable (503) saying why, with
+        ``Retry-After`` while it loads."""
+        return self.repository.ready_model(name, version)
 
     # -- inference -------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, *,

@@ -37,5 +37,6 @@ def appliance_startup(settings: Any, registry: Any) -> None:
 
 @hookspec(firstresult=True)
 def appliance_box_key(data_dir: Any) -> bytes | None:
-    """Return the box's 32-byte key-encryption key from a TPM, KMS or HSM, or None to
-    use ``<data_dir>/keys/box.key``; stops at the first non-None result."""
+    """Return the box's 32-byte key-encryption key from a TPM, KMS or HSM (the audit
+    checkpoint key is then derived from it too), or None to use
+    ``<data_dir>/keys/box.key``; stops at the first non-None result."""

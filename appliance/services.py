@@ -20,15 +20,16 @@ from .hardware import (
     load_profiles,
     match_profile,
 )
+from .lifecycle.deprecation import deprecation_headers
+from .packages.importer import import_model
 from .plugins import get_plugin_manager
 from .registry import Registry
+from .registry.opener import connect_registry
 from .runtime.catalog import BackendCatalog
-from .runtime.importer import import_model
 from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
 from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
-from .security.crypto_store import plugin_box_key
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,20 +93,18 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     for line in hardware.match.reasons:
         log.info("hardware: %s", line)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    box_key = plugin_box_key(pm, settings.data_dir)
-    registry = Registry(settings.data_dir, box_key_provider=box_key,
-                        encrypt_artifacts=settings.encrypt_artifacts)
+    registry = connect_registry(settings, pm=pm)
     registry.store.clean_staging()
     catalog = BackendCatalog(pm, placement.prefer, profile=hardware.match.profile)
     # the runtime reads the registry from loader and watcher threads: its own connection
-    repository = ModelRepository(Registry(settings.data_dir, box_key_provider=box_key,
-                                          encrypt_artifacts=settings.encrypt_artifacts), catalog,
+    repository = ModelRepository(connect_registry(registry), catalog,
                                  inline_threshold_us=settings.inline_threshold_us,
                                  placement=placement, load_timeout_s=settings.load_timeout_s,
-                                 headers_for=_deprecation_headers(),
+                                 headers_for=deprecation_headers,
                                  serving=settings.models)
     pm.hook.appliance_startup(settings=settings, registry=registry)
-    audit = open_audit(settings.data_dir, settings.audit)
+    audit = open_audit(settings.data_dir, settings.audit,
+                       box_key_provider=registry.box_key_provider)
     dataplane = DataPlane(repository, auditor=audit.auditor if audit else None)
     return Services(settings, pm, registry, catalog, repository, dataplane, hardware,
                     audit=audit)
@@ -150,27 +149,17 @@ def load_models(services: Services, *, watch: bool = True) -> None:
 def start_scheduler(settings: Settings) -> Any:
     """APScheduler with the persistent job store in the registry database: scheduled
     promotions (added by the CLI or API) and the daily retention run."""
+    from .lifecycle.retention import apply_retention_job
     from .lifecycle.schedule import make_scheduler
 
     scheduler = make_scheduler(settings.data_dir, poll_s=settings.registry_poll_s,
                                webhooks=settings.lifecycle.webhooks)
     scheduler.start()
-    if settings.audit.enabled and settings.audit.checkpoint_minutes > 0:
-        scheduler.add_job("appliance.audit.runtime:checkpoint_job", "interval",
-                          minutes=settings.audit.checkpoint_minutes, id="audit-checkpoint",
-                          args=[str(settings.data_dir.resolve())], replace_existing=True)
-    try:
-        from .lifecycle.retention import apply_retention_job
-    except ImportError:
-        return scheduler
+    # audit checkpoints are signed by the audit runtime's own thread (audit/runtime.py);
+    # a job stored by an earlier release would sign them twice
+    if scheduler.get_job("audit-checkpoint") is not None:
+        scheduler.remove_job("audit-checkpoint")
     scheduler.add_job(apply_retention_job, "interval", hours=24, id="retention",
                       args=[str(settings.data_dir.resolve())], replace_existing=True)
     return scheduler
 
-
-def _deprecation_headers() -> Any:
-    try:
-        from .lifecycle.deprecation import deprecation_headers
-    except ImportError:  # pragma: no cover - the lifecycle module ships with the appliance
-        return None
-    return deprecation_headers

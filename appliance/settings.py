@@ -94,11 +94,6 @@ class Settings(msgspec.Struct, kw_only=True):
     def registry_path(self) -> Path:
         return self.data_dir / "registry.db"
 
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.data_dir / "artifacts"
-
-
 ENV_PREFIX = "APPLIANCE_"
 
 

@@ -154,3 +154,49 @@ def test_get_on_infer_is_405_naming_post(client):
     r = client.get("/v2/models/breast_cancer/infer")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     assert "POST" in r.json()["error"]
+
+
+def test_model_readiness_says_retry_after_while_loading(demo_services, client):
+    served = demo_services.repository.find("breast_cancer", None)
+    served.state = "loading"
+    try:
+        for path in ("/v2/models/breast_cancer/ready", "/v2/models/breast_cancer/versions/"
+                     f"{served.record.version}/ready"):
+            r = client.get(path)
+            assert r.status_code == 503 and r.headers["retry-after"] == "5", path
+            assert "is loading" in r.json()["error"]
+        r = client.post("/v2/models/breast_cancer/versions/"
+                        f"{served.record.version}/infer", json=bc_body(X[:1]))
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    finally:
+        served.state = "ready"
+    assert client.get("/v2/models/breast_cancer/ready").status_code == 200
+
+
+def test_a_fault_answers_the_same_from_the_inference_front_and_litestar(
+        demo_services, client, caplog):
+    served = demo_services.repository.find("breast_cancer", None)
+    original = served.execution.run
+
+    async def broken(*args, **kwargs):
+        raise KeyError("boom")
+
+    served.execution.run = broken
+    try:
+        r = client.post("/v2/models/breast_cancer/infer", json=bc_body(X[:1]))
+    finally:
+        served.execution.run = original
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal server error (KeyError); the server log has the "
+                                 "details"}
+    assert any("unhandled error on POST /v2/models/breast_cancer/infer" in rec.getMessage()
+               and rec.exc_info for rec in caplog.records)
+
+
+def test_inference_front_takes_its_rule_from_the_access_table():
+    from appliance.api import auth, infer_route
+
+    table = {(m, p): r for m, p, r in auth.ROUTE_SCOPES}
+    assert infer_route._REQUIRES[False] == table[("POST", "/v2/models/{name}/infer")]
+    assert infer_route._REQUIRES[True] == table[
+        ("POST", "/v2/models/{name}/versions/{version}/infer")]

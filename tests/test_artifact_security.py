@@ -41,11 +41,11 @@ from appliance.cli import main
 from appliance.errors import BadRequest, ConfigError, Conflict, InvalidModelFile, Unauthorized
 from appliance.packages import build_package, push_package
 from appliance.packages.archive import sign_package
+from appliance.packages.importer import import_model
 from appliance.packages.manifest import toml_text
 from appliance.plugins import get_plugin_manager
 from appliance.registry import Registry
 from appliance.runtime.catalog import BackendCatalog
-from appliance.runtime.importer import import_model
 from appliance.security.crypto_store import (
     CHUNK,
     EncryptedModelSource,

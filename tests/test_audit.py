@@ -638,14 +638,16 @@ def test_open_audit_wires_writer_and_forwarders_from_settings(tmp_path, key):
     try:
         runtime.auditor.record("bc", "1", "r1", "alice", "d" * 64, None, 0.3)
         runtime.close()
-        got = [parse_cef(receiver.recv(65536).decode())[0][4] for _ in range(3)]
+        got = [parse_cef(receiver.recv(65536).decode())[0][4] for _ in range(5)]
     finally:
         receiver.close()
-    assert got == ["writer-start", "inference", "writer-stop"]
+    # each signed checkpoint (at start, at close) goes to the SIEM too
+    assert got == ["writer-start", "audit.checkpoint", "inference", "writer-stop",
+                   "audit.checkpoint"]
     assert open_audit(tmp_path, AuditSettings(enabled=False)) is None
     with AuditLog(tmp_path, key) as log:
         report = verify(log)
-        assert report.ok and report.checkpoints_checked == 1  # signed at close
+        assert report.ok and report.checkpoints_checked == 2  # signed at start and close
 
 
 def test_audit_public_surface_is_sorted_and_importable():
@@ -693,3 +695,69 @@ def test_cli_verify_export_checkpoint_hold_prune(tmp_path):
     r = cli("verify", "--json", data_dir=tmp_path)
     assert r.returncode == 1 and json.loads(r.stdout)["first_bad_seq"] == 3
     assert "BROKEN at seq 3" in cli("verify", data_dir=tmp_path).stdout
+
+
+# -- loss counts, queued events, witness export ----------------------------------------
+
+
+def test_loss_file_keeps_the_previous_counts_when_the_newest_slot_is_torn(tmp_path):
+    from appliance.audit.losses import SLOT, LossFile
+
+    losses = LossFile(tmp_path)
+    assert losses.write({("write-failed", "inference"): [5, 1.0, 2.0]})
+    assert losses.write({("write-failed", "inference"): [7, 1.0, 3.0]})
+    losses.close()
+    path = tmp_path / "audit.losses"
+    assert path.stat().st_size == 2 * SLOT
+    assert LossFile(tmp_path).read() == {("write-failed", "inference"): [7, 1.0, 3.0]}
+    with path.open("r+b") as f:  # a crash half-way through writing the newer slot
+        f.seek(10)
+        f.write(b"\xff" * 100)
+    assert LossFile(tmp_path).read() == {("write-failed", "inference"): [5, 1.0, 2.0]}
+
+
+def test_auth_failures_share_the_writer_queue_bounded_and_truncated(tmp_path, key):
+    from appliance.audit.bridge import record_auth_failure
+
+    assert record_auth_failure(None, "bad", "10.0.0.1", "/v2") is False
+    runtime = open_audit(tmp_path, msgspec.convert({"queue_max": 3, "batch_window_ms": 60_000},
+                                                   AuditSettings), key)
+    assert runtime is not None
+    before = threading.active_count()
+    results = [record_auth_failure(runtime, "x" * 5000, "10.0.0.1", "/" + "p" * 5000)
+               for _ in range(10)]
+    assert threading.active_count() == before  # no thread per failure
+    assert results == [True] * 3 + [False] * 7
+    runtime.close()
+    with AuditLog(tmp_path, key) as log:
+        failures = [r.data() for r in log.records(kinds=["auth.failure"])]
+        assert len(failures) == 3 and len(failures[0]["reason"]) == 512
+        assert len(failures[0]["path"]) == 512
+        (gap,) = (r.data() for r in log.records(kinds=["gap"]))
+        assert (gap["reason"], gap["records"], gap["lost"]) == ("queue-full", "auth.failure", 7)
+
+
+def test_cli_export_checkpoints_writes_a_witness_file_that_verify_accepts(tmp_path):
+    with AuditLog(tmp_path) as log:  # closing signs a checkpoint
+        fill(log, 3)
+    out = tmp_path / "witness.jsonl"
+    r = cli("export", "--checkpoints", "-o", str(out), data_dir=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(c["type"], c["n"], c["size"]) for c in lines] == [("audit.checkpoint", 1, 3)]
+    r = cli("verify", "--witness", str(out), "--json", data_dir=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["witness_checked"] == 1, r.stdout
+
+
+def test_a_record_that_is_not_json_is_counted_and_the_rest_of_its_batch_kept(log):
+    auditor = InferenceAuditor(log, batch_window_ms=60_000)
+    auditor.start()
+    auditor.record("bc", "1", "good-1", "c", "d", [1], 1.0)
+    auditor.record("bc", "1", "bad", "c", "d", object(), 1.0)  # a summary JSON cannot hold
+    auditor.record("bc", "1", "good-2", "c", "d", None, 1.0, {"arm": 2})
+    auditor.close()
+    assert [r.data()["request_id"] for r in log.records(kinds=["inference"])] == [
+        "good-1", "good-2"]
+    (gap,) = (r.data() for r in log.records(kinds=["gap"]))
+    assert (gap["reason"], gap["records"], gap["lost"]) == ("not-json", "inference", 1)
+    assert verify(log).ok

@@ -10,7 +10,7 @@ from conftest import make_services, serve
 from models import scale_model
 
 from appliance.audit.checkpoints import verify
-from appliance.runtime.importer import import_model
+from appliance.packages.importer import import_model
 
 
 def wait_for(predicate, seconds: float = 10.0) -> None:

@@ -49,8 +49,8 @@ from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.cli import main
 from appliance.cli.tokens import mint_token  # also registers `appliance tokens`
 from appliance.errors import ConfigError, Forbidden, Unauthorized
+from appliance.packages.importer import import_model
 from appliance.plugins import get_plugin_manager
-from appliance.runtime.importer import import_model
 from appliance.security.auth_settings import (
     AuthSettings,
     IssuerSettings,

@@ -13,8 +13,8 @@ from conftest import make_services, serve
 from models import scale_model
 
 from appliance.errors import BadRequest, GatewayTimeout, ServiceUnavailable
+from appliance.packages.importer import import_model
 from appliance.runtime.batcher import BatchConfig, DynamicBatcher
-from appliance.runtime.importer import import_model
 
 
 def body(rows: np.ndarray) -> dict:

@@ -20,9 +20,9 @@ from models import scale_model
 import appliance
 from appliance import hookspecs
 from appliance.hardware import collect_plugin_facts, discover
+from appliance.packages.importer import import_model
 from appliance.plugins import get_plugin_manager, installed_backends
 from appliance.runtime.catalog import BackendCatalog
-from appliance.runtime.importer import import_model
 from appliance.security.crypto_store import is_encrypted
 
 

@@ -36,11 +36,11 @@ from appliance.errors import BadRequest, InsufficientStorage
 from appliance.lifecycle.settings import WebhookSettings
 from appliance.lifecycle.webhooks import check_destination, outbox
 from appliance.packages import build_package, push_package, safe_extract
+from appliance.packages.importer import import_model
 from appliance.packages.manifest import toml_text
 from appliance.plugins import get_plugin_manager
 from appliance.registry import Registry
 from appliance.registry.diskspace import free_bytes, is_disk_full, storage_error
-from appliance.runtime.importer import import_model
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
 FAST = 1.0  # seconds: an admin request slower than this was held up

@@ -20,8 +20,8 @@ from models import identity_model
 from onnx import TensorProto
 
 from appliance.errors import BadRequest
+from appliance.packages.importer import import_model
 from appliance.protocol.codec import decode_header, decode_tensors
-from appliance.runtime.importer import import_model
 
 INFER = "/v2/models/breast_cancer/infer"
 #: generous: each of these answers in ~50 ms; before the fix they took 7-38 s

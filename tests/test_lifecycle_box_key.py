@@ -16,6 +16,7 @@ from pathlib import Path
 from conftest import unsigned_config
 from models import scale_model
 
+from appliance import hookimpl
 from appliance.registry import Registry
 
 KEY = bytes(range(32))
@@ -74,3 +75,28 @@ def test_cli_promote_and_rollback_use_the_plugin_box_key_and_write_no_key_file(t
         assert registry.version("m", "2").failure_reason is None
     finally:
         registry.close()
+
+
+class BoxKeyPlugin:
+    """The same plugin, in-process."""
+
+    @hookimpl
+    def appliance_box_key(self, data_dir):
+        return KEY
+
+
+def test_the_registry_opener_applies_the_plugin_box_key_and_shares_it(tmp_path):
+    from appliance.plugins import get_plugin_manager
+    from appliance.registry.opener import connect_registry, open_registry
+
+    pm = get_plugin_manager(autoload=False, extra=(BoxKeyPlugin(),))
+    data = tmp_path / "var"
+    with open_registry(data, pm=pm) as registry:
+        assert registry.box_key_provider is not None and registry.box_key_provider() == KEY
+        assert registry.keys.box_key() == KEY
+        again = connect_registry(registry)  # another connection, same key and encryption
+        try:
+            assert again.box_key_provider() == KEY and again.store.encrypt
+        finally:
+            again.close()
+    assert not (data / "keys" / "box.key").exists()

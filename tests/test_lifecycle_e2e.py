@@ -15,8 +15,8 @@ import pytest
 from conftest import make_services, serve, unsigned_config
 from models import scale_model
 
+from appliance.packages.importer import import_model
 from appliance.registry import Registry
-from appliance.runtime.importer import import_model
 
 
 def infer(url: str, model: str = "m") -> httpx.Response:

@@ -23,10 +23,10 @@ from appliance.lifecycle.deprecation import deprecation_headers
 from appliance.lifecycle.holds import active_holds, place_hold, release_hold
 from appliance.lifecycle.lineage import format_lineage, lineage
 from appliance.lifecycle.retention import apply_retention, set_policy
+from appliance.packages.importer import import_model
 from appliance.registry import Registry
 from appliance.registry.db import transaction
 from appliance.runtime.catalog import BackendCatalog
-from appliance.runtime.importer import import_model
 from appliance.testing.server import ServerThread
 
 
@@ -324,3 +324,19 @@ def test_cli_delete_of_held_version_exits_1_naming_the_hold(registry, add):
     r = cli("retention", "apply", "--json", data_dir=data_dir)
     assert r.returncode == 0 and json.loads(r.stdout) == []
 
+
+
+def test_one_iso_time_parser_keeps_offsets_and_reads_naive_times_as_utc():
+    from datetime import UTC, date, datetime, timedelta
+
+    from appliance.registry.db import parse_time
+
+    assert parse_time("2026-03-01T02:00:00") == datetime(2026, 3, 1, 2, tzinfo=UTC)
+    assert parse_time(" 2026-03-01 ") == datetime(2026, 3, 1, tzinfo=UTC)
+    assert parse_time(date(2026, 3, 1)) == datetime(2026, 3, 1, tzinfo=UTC)
+    plus_one = parse_time("2026-03-01T03:00+01:00")
+    assert plus_one.utcoffset() == timedelta(hours=1)
+    assert plus_one == datetime(2026, 3, 1, 2, tzinfo=UTC)
+    assert parse_time(datetime(2026, 3, 1)) == datetime(2026, 3, 1, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        parse_time("next tuesday")

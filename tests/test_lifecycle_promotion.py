@@ -24,8 +24,8 @@ from appliance.api.lifecycle import LifecycleController
 from appliance.errors import Conflict, Forbidden, NotFound
 from appliance.lifecycle.gates import BreakingChange, approve, signature_diff
 from appliance.lifecycle.promotion import PromotionFailed, promote, rollback, stage_history
+from appliance.packages.importer import import_model
 from appliance.registry import Registry
-from appliance.runtime.importer import import_model
 from appliance.settings import load_settings
 from appliance.signature import TensorSpec
 

@@ -22,8 +22,8 @@ from appliance.lifecycle.deprecation import deprecate
 from appliance.lifecycle.holds import active_holds
 from appliance.lifecycle.settings import WebhookSettings
 from appliance.lifecycle.webhooks import deliver_due, outbox, post_pinned
+from appliance.packages.importer import import_model
 from appliance.registry import Registry
-from appliance.runtime.importer import import_model
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from conftest import serve
 from models import scale_model
 
 from appliance.hardware import discover, load_profile, match_profile
+from appliance.packages.importer import import_model
 from appliance.plugins import get_plugin_manager
-from appliance.runtime.importer import import_model
 from appliance.services import Hardware, build_services
 from appliance.settings import load_settings
 

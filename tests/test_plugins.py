@@ -13,8 +13,8 @@ import pytest
 from conftest import make_services, serve
 
 from appliance import hookspecs
+from appliance.packages.importer import import_model
 from appliance.plugins import get_plugin_manager, installed_backends
-from appliance.runtime.importer import import_model
 
 TOY_BACKEND = '''
 """A toy third-party backend: a .toy file is JSON {"scale": k}; it answers y = x * k."""

@@ -12,8 +12,8 @@ import pytest
 from conftest import make_services, serve
 from models import scale_model
 
+from appliance.packages.importer import import_model
 from appliance.registry.db import bump_generation, transaction
-from appliance.runtime.importer import import_model
 
 
 def infer(url: str, model: str, version: str | None = None) -> httpx.Response:
@@ -177,3 +177,39 @@ def test_warm_up_uses_the_package_inputs_and_a_failing_warm_up_fails_the_load(
     _set_manifest(services, bad)
     served = services.repository.load(services.registry.version("m", "1"))
     assert served.state == "failed" and "warm-up" in served.reason
+
+
+def test_the_cli_load_check_loads_like_the_runtime_and_fails_on_a_bad_warm_up(
+        tmp_path, ort_plugin_manager):
+    from appliance.runtime.loading import load_check
+
+    services = make_services(tmp_path / "var", ort_plugin_manager)
+    import_model(services.registry, services.catalog, scale_model(tmp_path / "a.onnx", 1), name="m")
+    check = load_check(services.registry, services.catalog, timeout_s=30)
+    check(services.registry.version("m", "1"))  # loads, warms up, closes: no error
+    _set_manifest(services, {"warmup": {"inputs": [{"name": "x", "datatype": "FP32",
+                                                    "shape": [1, 3], "data": [1.0] * 3}]}})
+    with pytest.raises(Exception, match="warm-up"):
+        check(services.registry.version("m", "1"))
+
+
+def test_within_timeout_returns_raises_or_gives_up_with_503():
+    from appliance.errors import ServiceUnavailable
+    from appliance.runtime.loading import within_timeout
+
+    assert within_timeout(lambda: 42, 1.0, "answering") == 42
+    with pytest.raises(ZeroDivisionError):
+        within_timeout(lambda: 1 // 0, 1.0, "dividing")
+    with pytest.raises(ServiceUnavailable, match="sleeping took longer than 0.05 s"):
+        within_timeout(lambda: time.sleep(1.0), 0.05, "sleeping")
+
+
+def test_a_pinned_backend_is_chosen_by_the_catalog_only_when_it_can_load_the_format(
+        tmp_path, ort_plugin_manager):
+    services = make_services(tmp_path / "var", ort_plugin_manager)
+    catalog = services.catalog
+    backend, why = catalog.pinned("onnxruntime", "onnx")
+    assert backend is not None and backend.name == "onnxruntime" and why == ""
+    assert catalog.pinned("onnxruntime", "tflite") == (None, "")  # does not claim it
+    assert catalog.pinned(None, "onnx") == (None, "")
+    assert catalog.pinned("no-such-backend", "onnx") == (None, "")

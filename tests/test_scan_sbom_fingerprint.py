@@ -509,7 +509,7 @@ def test_fingerprint_check_cli_finds_the_registered_version(tmp_path, registry, 
 
 
 def test_fingerprint_backfill_cli_records_versions_added_before(tmp_path, registry, catalog):
-    from appliance.runtime.importer import import_model
+    from appliance.packages.importer import import_model
 
     import_model(registry, catalog, linear_onnx(tmp_path / "lin.onnx", *weights(seed=5)),
                  name="lin")

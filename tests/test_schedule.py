@@ -20,10 +20,10 @@ from conftest import unsigned_config
 from models import scale_model
 
 from appliance.lifecycle import schedule
+from appliance.packages.importer import import_model
 from appliance.plugins import get_plugin_manager
 from appliance.registry import Registry
 from appliance.runtime.catalog import BackendCatalog
-from appliance.runtime.importer import import_model
 
 # imports the CLI module too, in case `appliance.cli` does not register it yet
 CLI = "from appliance.cli import main, schedule; main()"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 
 from ..security.scopes import READ
 from .auth import requires
+from .registry_access import AnyRequest
 
 
 class HardwareController(Controller):
@@ -16,5 +17,5 @@ class HardwareController(Controller):
 
     @get("/", summary="Hardware facts, the matched profile and why",
          guards=[requires(READ)])
-    async def hardware(self, request: Request) -> dict[str, Any]:
+    async def hardware(self, request: AnyRequest) -> dict[str, Any]:
         return request.app.state.services.hardware.report()  # type: ignore[no-any-return]

@@ -41,6 +41,7 @@ from ..security.scopes import (
     can_infer,
     header_safe,
     require,
+    require_infer,
 )
 from ..security.tls import SubjectMap, client_cert_name
 from ..security.tokens import TokenValidator
@@ -174,13 +175,36 @@ async def authenticate(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]
         identity = await authenticator_for(services).identify(_authorization(headers), scope,
                                                                always=always)
     except Unauthorized as exc:
-        audit = getattr(services, "audit", None)
         client = scope.get("client")
-        record_auth_failure(audit.log if audit is not None else None, exc.message,
+        record_auth_failure(getattr(services, "audit", None), exc.message,
                             client[0] if client else None, scope.get("path", ""))
         raise
     scope["user"] = identity
     return identity
+
+
+def requirement_of(method: str, path: str) -> str:
+    """The requirement :data:`ROUTE_SCOPES` names for a route (its path template)."""
+    for route_method, route_path, requirement in ROUTE_SCOPES:
+        if route_method == method and route_path == path:
+            return requirement
+    raise KeyError(f"{method} {path} is not in ROUTE_SCOPES")
+
+
+def authorize(identity: Identity, requirement: str, name: str = "") -> None:
+    """Forbidden unless ``identity`` meets a :data:`ROUTE_SCOPES` requirement; ``name`` is
+    the model in the path, for the per-model requirements."""
+    if requirement in (OPEN, AUTHENTICATED):
+        return
+    if requirement == MODEL_ACCESS:
+        if can_infer(identity, name):
+            return
+        require(identity, READ)
+        return
+    if requirement == INFER_ON_MODEL:
+        require_infer(identity, name)
+        return
+    require(identity, requirement)
 
 
 class ScopeGuard:
@@ -194,15 +218,7 @@ class ScopeGuard:
         identity = await authenticate(connection.headers, connection.scope,
                                       connection.app.state.services,
                                       always=self.requirement in OPEN_DENIED)
-        if self.requirement == AUTHENTICATED:
-            return
-        if self.requirement == MODEL_ACCESS:
-            name = connection.path_params.get("name", "")
-            if can_infer(identity, name):
-                return
-            require(identity, READ)
-            return
-        require(identity, self.requirement)
+        authorize(identity, self.requirement, connection.path_params.get("name", ""))
 
     def __repr__(self) -> str:
         return f"requires({self.requirement!r})"

@@ -1,8 +1,14 @@
 """One place that turns exceptions into ``{"error": "..."}`` responses.
 
+:func:`error_answer` is the rule for every transport: the litestar handlers below and the
+raw inference front (``infer_route.py``) both call it. An :class:`ApplianceError` answers
+with its own status, message and headers; only a 500 is logged as an error (503 and 504
+are load or readiness answers, not faults); any other exception is a real fault: a 500
+naming its type, with the traceback in the log only.
+
 Client mistakes that litestar reports in its own words (a missing body, a body that fails
 a route's schema, JSON nested deeper than the decoder's recursion limit) become 400s that
-say what to send; only real faults are 500s with a traceback in the log.
+say what to send.
 """
 
 from __future__ import annotations
@@ -16,11 +22,25 @@ from ..errors import ApplianceError
 
 log = logging.getLogger(__name__)
 
+#: how to fix a body over ``max_body_bytes`` (every 413 ends with it)
+TOO_LARGE_HINT = "send a smaller body or raise max_body_bytes in the configuration"
 HINTS = {
     404: "; see GET /v2/models/{name} for a model, or GET /schema for the API",
     405: "; see GET /schema for the methods each route accepts",
-    413: "; send a smaller body or raise max_body_bytes in the configuration",
+    413: "; " + TOO_LARGE_HINT,
 }
+
+
+def error_answer(exc: BaseException, where: str) -> tuple[int, str, dict[str, str]]:
+    """Status, message and headers for ``exc`` raised while answering ``where`` (e.g.
+    ``"POST /v2/models/m/infer"``); logs faults. Call it inside the ``except`` block."""
+    if isinstance(exc, ApplianceError):
+        if exc.status == 500:
+            log.error("%s on %s: %s", type(exc).__name__, where, exc.message)
+        return exc.status, exc.message, dict(exc.headers)
+    log.error("unhandled error on %s", where, exc_info=exc)
+    return 500, (f"internal server error ({type(exc).__name__}); the server log has the "
+                 "details"), {}
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -28,10 +48,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
                     media_type=MediaType.JSON)
 
 
-def appliance_error(_: Request, exc: ApplianceError) -> Response:
-    if exc.status == 500:  # 503/504 are load or readiness answers, not faults
-        log.error("%s: %s", type(exc).__name__, exc.message)
-    return _error(exc.status, exc.message, exc.headers)
+def _where(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+def appliance_error(request: Request, exc: ApplianceError) -> Response:
+    return _error(*error_answer(exc, _where(request)))
 
 
 def _has_body(request: Request) -> bool:
@@ -86,9 +108,7 @@ def nesting_error(request: Request, exc: RecursionError) -> Response:
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _error(500, f"internal server error ({type(exc).__name__}); the server log has "
-                       "the details")
+    return _error(*error_answer(exc, _where(request)))
 
 
 EXCEPTION_HANDLERS = {

@@ -15,17 +15,18 @@ import inspect
 from typing import Any
 
 import anyio.to_thread
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import FromPath
 from litestar.response import Stream
 
 from ..errors import BadRequest
-from ..registry import Registry
+from ..registry.opener import open_registry
 from ..security.export import ExportPlan, plan_export
 from .auth import require_export
+from .registry_access import AnyRequest
 
 
-async def _require_export(request: Request) -> None:
+async def _require_export(request: AnyRequest) -> None:
     """Fail closed: a token with models:export, always (even when the loopback default runs
     open); checked before anything else is looked up."""
     # a deployment (or a test) may put its own guard on the services; otherwise the real one
@@ -35,7 +36,7 @@ async def _require_export(request: Request) -> None:
         await outcome
 
 
-def _actor(request: Request) -> str:
+def _actor(request: AnyRequest) -> str:
     user: Any = request.scope.get("user")
     return str(getattr(user, "subject", None) or getattr(user, "sub", None) or "api")
 
@@ -47,7 +48,7 @@ class ExportController(Controller):
     @get("/{name:str}/versions/{version:str}/export",
          summary="The version's package, encrypted for a registered recipient (models:export)",
          media_type="application/x-tar")
-    async def export(self, request: Request, name: FromPath[str],
+    async def export(self, request: AnyRequest, name: FromPath[str],
                      version: FromPath[str]) -> Stream:
         await _require_export(request)  # first: 401/403 before anything is looked up
         recipient = request.query_params.get("recipient")
@@ -55,18 +56,13 @@ class ExportController(Controller):
             raise BadRequest("name the recipient: ?recipient=NAME (registered with "
                              "`appliance keys add-recipient NAME PUBKEY.pem`)")
         server_registry = request.app.state.services.registry
-        data_dir = server_registry.data_dir
-        provider = getattr(server_registry, "box_key_provider", None)
         actor = _actor(request)
 
         def plan() -> ExportPlan:
             # a registry connection of this worker thread's own (SQLite, WAL mode)
-            registry = Registry(data_dir, box_key_provider=provider)
-            try:
+            with open_registry(server_registry) as registry:
                 return plan_export(registry, registry.version(name, version), recipient,
                                    actor=actor)
-            finally:
-                registry.close()
 
         export = await anyio.to_thread.run_sync(plan)
         return Stream(export.stream(), media_type="application/x-tar", headers={

@@ -19,14 +19,14 @@ import json
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ..errors import BadRequest
 from ..lifecycle.settings import WebhookSettings
 from ..security.scopes import READ, WRITE, Identity
 from .auth import actor_of, requires
-from .registry_access import with_registry
+from .registry_access import AnyRequest, with_registry
 
 
 class ConsumerBody(msgspec.Struct, kw_only=True):
@@ -57,7 +57,7 @@ class DeprecateBody(msgspec.Struct, kw_only=True):
     actor: str | None = None
 
 
-def _actor(request: Request, claimed: str | None, default: str) -> str:
+def _actor(request: AnyRequest, claimed: str | None, default: str) -> str:
     """The token's subject (Forbidden when ``claimed`` names someone else); with auth
     off, ``claimed`` or ``default``."""
     identity = request.scope.get("user")
@@ -66,13 +66,13 @@ def _actor(request: Request, claimed: str | None, default: str) -> str:
     return actor_of(identity, claimed, default)
 
 
-def _webhooks(request: Request) -> WebhookSettings:
+def _webhooks(request: AnyRequest) -> WebhookSettings:
     settings = getattr(request.app.state.services, "settings", None)
     lifecycle = getattr(settings, "lifecycle", None)
     return lifecycle.webhooks if lifecycle is not None else WebhookSettings()
 
 
-async def _fields(request: Request, *names: str) -> dict[str, str | None]:
+async def _fields(request: AnyRequest, *names: str) -> dict[str, str | None]:
     """``names`` from the JSON body (if any), else from the query string."""
     raw = await request.body()
     body: Any = {}
@@ -93,7 +93,7 @@ class ConsumerController(Controller):
     tags = ["governance"]
 
     @get("/", summary="Consumers of every model, or of ?model=", guards=[requires(READ)])
-    async def consumers(self, request: Request,
+    async def consumers(self, request: AnyRequest,
                         model: FromQuery[str | None] = None) -> list[dict[str, Any]]:
         from ..lifecycle.consumers import list_consumers
 
@@ -102,7 +102,7 @@ class ConsumerController(Controller):
 
     @post("/", status_code=200, summary="Register a consumer of a model",
           guards=[requires(WRITE)])
-    async def add(self, request: Request, data: JSONBody[ConsumerBody]) -> dict[str, Any]:
+    async def add(self, request: AnyRequest, data: JSONBody[ConsumerBody]) -> dict[str, Any]:
         from ..lifecycle.consumers import add_consumer
 
         actor = _actor(request, None, data.name)
@@ -119,7 +119,7 @@ class GovernanceController(Controller):
 
     @get("/{name:str}/versions/{version:str}/lineage", guards=[requires(READ)],
          summary="Training job, parents (recursively) and stage history of a version")
-    async def lineage(self, request: Request, name: FromPath[str],
+    async def lineage(self, request: AnyRequest, name: FromPath[str],
                       version: FromPath[str]) -> dict[str, Any]:
         from ..lifecycle.lineage import lineage
 
@@ -128,7 +128,7 @@ class GovernanceController(Controller):
     @post("/{name:str}/versions/{version:str}/hold", status_code=200,
           guards=[requires(WRITE)],
           summary="Place a legal hold: no deletion until released")
-    async def hold(self, request: Request, name: FromPath[str], version: FromPath[str],
+    async def hold(self, request: AnyRequest, name: FromPath[str], version: FromPath[str],
                    data: JSONBody[HoldBody]) -> dict[str, Any]:
         from ..lifecycle.holds import place_hold
 
@@ -140,7 +140,7 @@ class GovernanceController(Controller):
     @post("/{name:str}/versions/{version:str}/release", status_code=200,
           guards=[requires(WRITE)],
           summary="Release the legal holds on a version")
-    async def release(self, request: Request, name: FromPath[str], version: FromPath[str],
+    async def release(self, request: AnyRequest, name: FromPath[str], version: FromPath[str],
                       data: JSONBody[ReleaseBody]) -> list[dict[str, Any]]:
         from ..lifecycle.holds import release_hold
 
@@ -151,7 +151,7 @@ class GovernanceController(Controller):
     @post("/{name:str}/versions/{version:str}/deprecate", status_code=200,
           guards=[requires(WRITE)],
           summary="Record a deprecation (dates, successor) and notify the model's consumers")
-    async def deprecate(self, request: Request, name: FromPath[str], version: FromPath[str],
+    async def deprecate(self, request: AnyRequest, name: FromPath[str], version: FromPath[str],
                         data: JSONBody[DeprecateBody]) -> dict[str, Any]:
         from ..lifecycle.deprecation import deprecate
         from ..lifecycle.webhooks import kick
@@ -169,7 +169,7 @@ class GovernanceController(Controller):
         guards=[requires(WRITE)],
         summary="Delete an archived, failed or registered version (409 while held); "
                 "actor and reason in the JSON body or the query string")
-async def delete_model_version(request: Request, name: FromPath[str],
+async def delete_model_version(request: AnyRequest, name: FromPath[str],
                                version: FromPath[str]) -> dict[str, Any]:
     """A plain handler, not a controller method: litestar refuses two controllers with a
     handler on the same path (each brings an OPTIONS handler), and ``GET`` on this path

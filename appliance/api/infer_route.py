@@ -12,7 +12,6 @@ document by hand (:func:`document_infer_routes`).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from typing import Any, cast
@@ -22,11 +21,13 @@ from litestar import Litestar
 from litestar.types import Receive, Scope, Send
 
 from ..errors import ApplianceError, PayloadTooLarge
-from ..security.scopes import require_infer
-from .auth import authenticate
+from .auth import OPEN_DENIED, authenticate, authorize, requirement_of
+from .errors import TOO_LARGE_HINT, error_answer
 
-log = logging.getLogger(__name__)
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer/?$")
+#: what the two inference routes require, from the one access table (api/auth.py)
+_REQUIRES = {False: requirement_of("POST", "/v2/models/{name}/infer"),
+             True: requirement_of("POST", "/v2/models/{name}/versions/{version}/infer")}
 
 
 class MethodNotAllowed(ApplianceError):
@@ -48,8 +49,7 @@ def _check_declared_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -
             if declared > limit:
                 raise PayloadTooLarge(
                     f"request body too large ({declared} bytes declared, the limit is "
-                    f"{limit}); send a smaller body or raise max_body_bytes in the "
-                    "configuration")
+                    f"{limit}); {TOO_LARGE_HINT}")
             return
 
 
@@ -65,8 +65,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(f"request body too large (over {limit} bytes); send a "
-                                      "smaller body or raise max_body_bytes in the configuration")
+                raise PayloadTooLarge(f"request body too large (over {limit} bytes); "
+                                      + TOO_LARGE_HINT)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -129,8 +129,10 @@ class InferenceFront:
                                        f"{scope['path']}: inference takes POST",
                                        headers={"Allow": "POST"})
             # before the body is read: a refused caller costs no upload
-            identity = await authenticate(scope["headers"], scope, self.services)
-            require_infer(identity, name)
+            requirement = _REQUIRES[version is not None]
+            identity = await authenticate(scope["headers"], scope, self.services,
+                                          always=requirement in OPEN_DENIED)
+            authorize(identity, requirement, name)
             limit = self.services.settings.max_body_bytes
             _check_declared_length(scope["headers"], limit)
             kwargs: dict[str, Any] = {}
@@ -145,17 +147,9 @@ class InferenceFront:
             content, headers = await self.services.dataplane.infer(name, version, body,
                                                                    caller=caller, **kwargs)
             status = 200
-        except ApplianceError as exc:
-            if exc.status == 500:
-                log.error("%s on %s: %s", type(exc).__name__, scope["path"], exc.message)
-            status, headers = exc.status, dict(exc.headers)
-            content = msgspec.json.encode({"error": exc.message})
-        except Exception as exc:  # a real server fault: details in the log, not the answer
-            log.exception("unhandled error on POST %s", scope["path"])
-            status, headers = 500, {}
-            content = msgspec.json.encode({"error": f"internal server error "
-                                                    f"({type(exc).__name__}); the server log "
-                                                    "has the details"})
+        except Exception as exc:  # the same answers as every other route (api/errors.py)
+            status, message, headers = error_answer(exc, f"{scope['method']} {scope['path']}")
+            content = msgspec.json.encode({"error": message})
         media = headers.pop("Content-Type", "application/json")
         raw = [(b"content-type", media.encode()),
                (b"content-length", str(len(content)).encode())]

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 
 from ..lifecycle.gates import approvals, approve
@@ -21,7 +21,7 @@ from ..lifecycle.promotion import current_production, promote, rollback, stage_h
 from ..registry import Registry
 from ..security.scopes import APPROVE, PROMOTE, READ
 from .auth import actor_of, requires
-from .registry_access import with_registry
+from .registry_access import AnyRequest, with_registry
 
 
 class PromoteBody(msgspec.Struct, kw_only=True):
@@ -44,7 +44,7 @@ class RollbackBody(msgspec.Struct, kw_only=True):
     actor: str | None = None
 
 
-def _services(request: Request) -> Any:
+def _services(request: AnyRequest) -> Any:
     return request.app.state.services
 
 
@@ -53,7 +53,7 @@ class LifecycleController(Controller):
     tags = ["lifecycle"]
 
     @get("/", summary="Registered models, their versions and stages", guards=[requires(READ)])
-    async def list_models(self, request: Request) -> list[dict[str, Any]]:
+    async def list_models(self, request: AnyRequest) -> list[dict[str, Any]]:
         def work(registry: Registry) -> list[dict[str, Any]]:
             out = []
             for m in registry.models():
@@ -67,12 +67,12 @@ class LifecycleController(Controller):
         return await with_registry(request, work)
 
     @get("/{name:str}", summary="One model with every version", guards=[requires(READ)])
-    async def model(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+    async def model(self, request: AnyRequest, name: FromPath[str]) -> dict[str, Any]:
         return await with_registry(request, lambda r: r.model(name).to_dict())
 
     @get("/{name:str}/versions/{version:str}", guards=[requires(READ)],
          summary="One version with its stage history and approvals")
-    async def version(self, request: Request, name: FromPath[str],
+    async def version(self, request: AnyRequest, name: FromPath[str],
                       version: FromPath[str]) -> dict[str, Any]:
         def work(registry: Registry) -> dict[str, Any]:
             record = registry.version(name, version).to_dict()
@@ -85,8 +85,9 @@ class LifecycleController(Controller):
     @post("/{name:str}/versions/{version:str}/promote", status_code=200,
           guards=[requires(PROMOTE)],
           summary="Move a version to another stage, after its gates and a load check")
-    async def promote_version(self, request: Request, name: FromPath[str], version: FromPath[str],
-                      data: JSONBody[PromoteBody]) -> dict[str, Any]:
+    async def promote_version(self, request: AnyRequest, name: FromPath[str],
+                              version: FromPath[str],
+                              data: JSONBody[PromoteBody]) -> dict[str, Any]:
         services = _services(request)
         summary = await with_registry(request, lambda r: promote(
             r, services.settings, name, version, data.to,
@@ -99,8 +100,9 @@ class LifecycleController(Controller):
     @post("/{name:str}/versions/{version:str}/approve", status_code=200,
           guards=[requires(APPROVE)],
           summary="Approve a version for production (not by its pusher)")
-    async def approve_version(self, request: Request, name: FromPath[str], version: FromPath[str],
-                      data: JSONBody[ApproveBody]) -> dict[str, Any]:
+    async def approve_version(self, request: AnyRequest, name: FromPath[str],
+                              version: FromPath[str],
+                              data: JSONBody[ApproveBody]) -> dict[str, Any]:
         return await with_registry(
             request, lambda r: approve(r, name, version,
                                        actor_of(request.user, data.approver, data.approver),
@@ -108,7 +110,7 @@ class LifecycleController(Controller):
 
     @post("/{name:str}/rollback", status_code=200, guards=[requires(PROMOTE)],
           summary="Put an earlier production version back into production")
-    async def rollback_model(self, request: Request, name: FromPath[str],
+    async def rollback_model(self, request: AnyRequest, name: FromPath[str],
                        data: JSONBody[RollbackBody]) -> dict[str, Any]:
         services = _services(request)
         summary = await with_registry(request, lambda r: rollback(

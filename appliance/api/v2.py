@@ -17,11 +17,9 @@ def _plane(request: Request) -> DataPlane:
 
 
 def _ready_body(request: Request, name: str, version: str | None) -> dict[str, Any]:
+    """503 (with ``Retry-After`` while loading) unless the version is ready: the same
+    check inference makes (``ModelRepository.ready_model``)."""
     served = _plane(request).model_ready(name, version)
-    if not served.ready:
-        why = f": {served.reason}" if served.reason else ""
-        raise ServiceUnavailable(
-            f"model {name!r} version {served.record.version} is {served.state}{why}")
     return {"name": name, "version": served.record.version, "ready": True}
 
 

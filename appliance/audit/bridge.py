@@ -6,19 +6,25 @@ change it describes; the serving process copies new rows into the audit chain on
 registry-watcher tick (and at start-up), remembering the last event id it copied in the
 records themselves (``body.event_id``), so a restart neither skips nor repeats one.
 Between the change and the next tick (about a second) the event is in the registry only.
+
+Auth failures go through the writer's bounded queue (:func:`record_auth_failure`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
+import time
 from typing import Any
 
 from .log import AuditLog, Entry
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
+_WARNED = [-1e9]
+_MAX_TEXT = 512  # reason and path come from the request: bound what a record keeps
 
 
 def _last_bridged(audit: AuditLog) -> int:
@@ -30,20 +36,34 @@ def _last_bridged(audit: AuditLog) -> int:
 
 
 def bridge_events(registry_db: Any, audit: AuditLog, *, limit: int = 5000) -> int:
-    """Append registry events newer than the last one bridged; return how many."""
+    """Append registry events newer than the last one bridged; return how many. While
+    the audit log cannot be written (a full disk) the events wait in the registry: 0,
+    with a warning at most once a minute."""
     with _LOCK:
-        after = _last_bridged(audit)
-        rows = registry_db.execute(
-            "SELECT id, at, actor, action, model, version, detail FROM events WHERE id > ? "
-            "ORDER BY id LIMIT ?", [after, limit]).fetchall()
-        if not rows:
+        try:
+            return _bridge(registry_db, audit, limit)
+        except (OSError, sqlite3.OperationalError) as exc:
+            now = time.monotonic()
+            if now - _WARNED[0] > 60:
+                _WARNED[0] = now
+                log.warning("registry events not copied into the audit log (%s); they wait "
+                            "in the registry until it can be written", exc)
             return 0
-        entries = [Entry(f"model.{action}", actor or "unknown",
-                         {"event_id": id_, "model": model, "version": version,
-                          "registry_at": at, "detail": _detail(detail)})
-                   for id_, at, actor, action, model, version, detail in rows]
-        audit.append_many(entries)
-        return len(entries)
+
+
+def _bridge(registry_db: Any, audit: AuditLog, limit: int) -> int:
+    after = _last_bridged(audit)
+    rows = registry_db.execute(
+        "SELECT id, at, actor, action, model, version, detail FROM events WHERE id > ? "
+        "ORDER BY id LIMIT ?", [after, limit]).fetchall()
+    if not rows:
+        return 0
+    entries = [Entry(f"model.{action}", actor or "unknown",
+                     {"event_id": id_, "model": model, "version": version,
+                      "registry_at": at, "detail": _detail(detail)})
+               for id_, at, actor, action, model, version, detail in rows]
+    audit.append_many(entries)
+    return len(entries)
 
 
 def _detail(text: str | None) -> Any:
@@ -53,16 +73,13 @@ def _detail(text: str | None) -> Any:
         return text
 
 
-def record_auth_failure(audit: AuditLog | None, reason: str, client: str | None,
-                        path: str) -> None:
-    """An auth failure, written on a worker thread so a flood cannot stall the loop."""
-    if audit is None:
-        return
-
-    def write() -> None:
-        try:
-            audit.append("auth.failure", client or "unknown", {"reason": reason, "path": path})
-        except Exception:  # the audit log must never break request handling
-            log.exception("could not record an auth failure in the audit log")
-
-    threading.Thread(target=write, name="audit-auth", daemon=True).start()
+def record_auth_failure(audit: Any, reason: str, client: str | None, path: str) -> bool:
+    """Queue an ``auth.failure`` record on the runtime's one bounded queue and writer
+    (``audit``: an :class:`~appliance.audit.runtime.AuditRuntime`, or None when audit is
+    off). O(1), no thread, no I/O: a flood of bad tokens cannot multiply threads; a record
+    the full queue drops is counted in a gap record. False when not queued."""
+    writer = getattr(audit, "writer", None)
+    if writer is None:
+        return False
+    return bool(writer.record_event("auth.failure", client or "unknown",
+                                    {"reason": reason[:_MAX_TEXT], "path": path[:_MAX_TEXT]}))

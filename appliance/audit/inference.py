@@ -3,9 +3,17 @@
 :meth:`InferenceAuditor.record` appends a tuple to a bounded deque and returns: no lock,
 no I/O, no formatting (measured in ``benchmarks/audit_bench.py``). A writer thread drains
 the deque every ``batch_window_ms`` (or at ``batch_size`` records) into one transaction.
-When the deque is full a record is dropped and counted; the writer then writes a ``gap``
-record saying how many were lost and between which times. A batch that fails to commit
-is reported the same way.
+Other records that arrive in floods (auth failures, :meth:`InferenceAuditor.record_event`)
+share the deque and the writer: no thread per record. When the deque is full a record is
+dropped and counted; the writer then writes a ``gap`` record saying how many were lost
+(``reason``, ``records``: their kind) and between which times. A batch that fails to
+commit is reported the same way; the pending counts are mirrored in ``audit.losses``
+(:mod:`.losses`) so a stop while the disk is full does not lose them.
+
+While it builds and hashes a batch the writer releases the GIL every ``yield_every``
+records (a 1 µs sleep), so a request never waits a whole batch (or Python's 5 ms
+switch interval) for it; while it is a batch or more behind it does not, so it catches up
+(a busy thread leaves it the GIL only once per switch interval).
 
 The writer brackets its life with ``writer-start`` and ``writer-stop`` records. If the
 newest of them is a ``writer-start`` when a writer starts, the last one died without
@@ -29,10 +37,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from .digest import stored_inputs, summarize, tensor_digest
-from .log import AuditLog, Entry, Record, canonical_json
+from .log import _KIND, YIELD_S, AuditLog, Entry, Record, canonical_json
+from .losses import Key, Losses, LossFile
 from .settings import ModelAudit
 
 log = logging.getLogger(__name__)
@@ -40,61 +50,64 @@ log = logging.getLogger(__name__)
 _NO_AUDIT = ModelAudit()
 
 
+_SECOND: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+    """``t`` in the log's format (microseconds truncated); the date and time of the
+    second are formatted once per second (this runs for every record)."""
+    global _SECOND
+    second, cached = int(t), _SECOND  # one read: another writer thread may replace it
+    if cached[0] != second:
+        cached = _SECOND = (second, datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{int((t - second) * 1e6):06d}+00:00"
 
 
-class _Losses:
-    """Records lost since the last gap record, by reason (touched only when losing)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pending: dict[str, list[float]] = {}  # reason -> [count, first_at, last_at]
-        self.total = 0
-
-    def add(self, reason: str, count: int, first: float, last: float, *,
-            new: bool = True) -> None:
-        with self.lock:
-            if new:
-                self.total += count
-            entry = self.pending.get(reason)
-            if entry is None:
-                self.pending[reason] = [count, first, last]
-            else:
-                entry[0] += count
-                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
-
-    def take(self) -> dict[str, list[float]]:
-        with self.lock:
-            pending, self.pending = self.pending, {}
-        return pending
-
-    def restore(self, pending: dict[str, list[float]]) -> None:
-        """Put back losses whose gap record could not be written."""
-        for reason, (count, first, last) in pending.items():
-            self.add(reason, int(count), first, last, new=False)
-
-
-def _gap_entries(pending: dict[str, list[float]]) -> list[Entry]:
-    return [Entry("gap", "appliance", {"reason": reason, "lost": int(count),
+def _gap_entries(pending: dict[Key, list[float]]) -> list[Entry]:
+    return [Entry("gap", "appliance", {"reason": reason, "records": kind, "lost": int(count),
                                        "first_lost_at": _iso(first), "last_lost_at": _iso(last)})
-            for reason, (count, first, last) in sorted(pending.items())]
+            for (reason, kind), (count, first, last) in sorted(pending.items())]
+
+
+class _Body(msgspec.Struct, omit_defaults=True):
+    """An inference record's body; fields in code-point order, so with ``order="sorted"``
+    the bytes are the canonical JSON of the same dict (cheaper than encoding a dict)."""
+
+    input_digest: str | None
+    latency_ms: float
+    model: str
+    output_summary: Any
+    request_id: str | None
+    version: str
+    inputs: Any = None
+    routing: Any = None
+
+
+_encode_body = msgspec.json.Encoder(order="sorted").encode
 
 
 class InferenceAuditor:
-    """Batches inference records into ``log`` from a writer thread."""
+    """Batches inference records (and queued events) into ``log`` from a writer thread."""
 
     def __init__(self, audit_log: AuditLog, *, batch_window_ms: int = 200,
                  batch_size: int = 1000, queue_max: int = 100_000,
-                 per_model: Mapping[str, ModelAudit] | None = None) -> None:
+                 per_model: Mapping[str, ModelAudit] | None = None,
+                 yield_every: int = 32) -> None:
         self.log = audit_log
         self.window_s = batch_window_ms / 1000
         self.batch_size = batch_size
         self.queue_max = queue_max
         self.per_model = dict(per_model or {})
+        self.yield_every = yield_every
+        self._pause = yield_every  # for this batch: 0 while the writer is behind
         self.writer_id = uuid.uuid4().hex[:12]
         self._queue: collections.deque[Any] = collections.deque()
-        self._losses = _Losses()
+        self._losses = Losses()
+        self._loss_file: LossFile | None = None
+        self._persisted = 0
+        self._warned_at = -1e9
+        self._started = False  # writer-start committed
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -124,6 +137,19 @@ class InferenceAuditor:
             self._wake.set()
         return True
 
+    def record_event(self, kind: str, actor: str, body: Mapping[str, Any]) -> bool:
+        """Queue one record of ``kind`` (an auth failure) in the same bounded queue;
+        never blocks, starts no thread. False when dropped (counted for a gap record)."""
+        now = time.time()
+        if len(self._queue) >= self.queue_max or not _KIND.match(kind):
+            self._losses.add("queue-full", 1, now, now, kind=kind if _KIND.match(kind)
+                             else "invalid")
+            return False
+        self._queue.append((now, kind, actor or "unknown", body))
+        if len(self._queue) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+        return True
+
     def observe(self, model: str, version: str, request_id: str | None, caller: str | None,
                 inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
                 latency_ms: float, routing: Mapping[str, Any] | None = None) -> bool:
@@ -144,7 +170,26 @@ class InferenceAuditor:
 
     # -- the writer ------------------------------------------------------------------
     def start(self) -> None:
-        """Report an unclean previous shutdown, write ``writer-start``, start the thread."""
+        """Report an unclean previous shutdown and losses a previous writer could not
+        record, write ``writer-start``, start the thread.
+
+        Never fails for the log itself: when it cannot be written (a full disk) this logs
+        a warning, the thread starts anyway and records are counted as lost until a
+        commit succeeds; the counts are kept in ``audit.losses`` meanwhile."""
+        self._loss_file = LossFile(self.log.data_dir)
+        carried = self._loss_file.read()
+        if carried:
+            self._losses.restore(carried)
+        try:
+            self._write([])
+        except Exception as exc:
+            log.warning("audit log %s cannot be written (%s): serving without it; records "
+                        "are counted as lost and reported in a gap record once it can be",
+                        self.log.path, exc)
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def _start_entries(self) -> list[Entry]:
         entries = []
         last = self.log.last_writer_record()
         if last is not None and last.kind == "writer-start":
@@ -153,9 +198,7 @@ class InferenceAuditor:
             "writer": self.writer_id, "pid": os.getpid(), "host": socket.gethostname(),
             "batch_window_ms": round(self.window_s * 1000), "batch_size": self.batch_size,
             "queue_max": self.queue_max}))
-        self.log.append_many(entries)
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._thread.start()
+        return entries
 
     def _crash_gap(self, start: Record) -> Entry:
         head = self.log.last()
@@ -192,52 +235,99 @@ class InferenceAuditor:
                     flushes.append(item)
                 else:
                     batch.append(item)
-            if batch or self._losses.pending:
-                self._write(batch)
+            # behind by a batch or more: hold the GIL longer (the switch interval) to
+            # catch up rather than yield after every chunk and fall further behind
+            self._pause = 0 if len(queue) >= self.batch_size else self.yield_every
+            if batch or self._losses.pending or not self._started:
+                try:
+                    self._write(batch)
+                except Exception:  # disk full, database locked too long: counted
+                    self._lost(batch)
+            self._persist_losses()
             for event in flushes:
                 event.set()
             if len(batch) < self.batch_size:
                 return
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    def _write(self, batch: list[tuple[Any, ...]], *, stop: bool = False) -> None:
+        """Commit ``batch`` with the pending gap records (and writer-start first, until it
+        is in); raises when the commit failed, with the losses put back."""
         losses = self._losses.take()
         try:
-            try:
-                self.log.append_many([*map(self._entry, batch), *_gap_entries(losses)])
-            except TypeError:  # a summary or routing that is not JSON: drop that record
-                batch = self._encodable(batch)
-                self._losses.restore(losses)
-                losses = self._losses.take()
-                self.log.append_many([*map(self._entry, batch), *_gap_entries(losses)])
-            self.written += len(batch)
-        except Exception:  # disk full, database locked too long: count them, carry on
-            log.exception("audit writer: %d inference records lost", len(batch))
+            self.log.ensure_open()
+            head = [] if self._started else [(e.at, e.kind, e.actor,
+                                              canonical_json(e.body).decode())
+                                             for e in self._start_entries()]
+            items, bad = self._items(batch)
+            tail = [*_gap_entries(losses)]
+            if stop:
+                tail.append(Entry("writer-stop", "appliance", {
+                    "writer": self.writer_id, "written": self.written + len(batch),
+                    "dropped": self.dropped}))
+            items = head + items + [(e.at, e.kind, e.actor, canonical_json(e.body).decode())
+                                    for e in tail]
+            self.log.write_encoded(items, yield_every=self._pause, records=False)
+        except BaseException:
             self._losses.restore(losses)
-            if batch:
-                self._losses.add("write-failed", len(batch), batch[0][0], batch[-1][0])
+            raise
+        self._started = True
+        self.written += len(batch) - len(bad)
+        if bad:  # reported by the next gap record
+            self._count(bad, "not-json")
 
-    def _encodable(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The batch without records whose summary or routing is not JSON (counted)."""
-        good = []
+    def _lost(self, batch: list[tuple[Any, ...]]) -> None:
+        if not batch:
+            return
+        now = time.monotonic()
+        if now - self._warned_at > 60:  # a full disk fails every batch: say it once a minute
+            self._warned_at = now
+            log.exception("audit writer: %d records lost (counted; a gap record follows "
+                          "once the log can be written)", len(batch))
+        self._count(batch, "write-failed")
+
+    def _count(self, batch: list[tuple[Any, ...]], reason: str) -> None:
+        by_kind: dict[str, list[float]] = {}
         for item in batch:
-            try:
-                canonical_json(item[6:9])
-                good.append(item)
-            except (TypeError, ValueError):
-                self._losses.add("not-json", 1, item[0], item[0])
-        return good
+            kind = "inference" if len(item) == 10 else item[1]
+            entry = by_kind.setdefault(kind, [0, item[0], item[0]])
+            entry[0] += 1
+            entry[1], entry[2] = min(entry[1], item[0]), max(entry[2], item[0])
+        for kind, (count, first, last) in by_kind.items():
+            self._losses.add(reason, int(count), first, last, kind=kind)
 
-    def _entry(self, item: tuple[Any, ...]) -> Entry:
+    def _persist_losses(self) -> None:
+        """Mirror the pending counts into ``audit.losses`` when they changed."""
+        changes = self._losses.changes
+        if (self._loss_file is not None and changes != self._persisted
+                and self._loss_file.write(self._losses.snapshot())):
+            self._persisted = changes
+
+    def _items(self, batch: list[tuple[Any, ...]]
+               ) -> tuple[list[tuple[str | None, str, str, str]], list[tuple[Any, ...]]]:
+        """(at, kind, actor, body JSON) per queued record, and the records that cannot be
+        encoded (counted as ``not-json`` once the rest is committed). Yields the GIL
+        every ``_pause`` records."""
+        items, bad = [], []
+        pause = self._pause or len(batch) + 1
+        for i, item in enumerate(batch, 1):
+            try:
+                items.append(self._item(item))
+            except (TypeError, ValueError, msgspec.EncodeError):
+                bad.append(item)
+            if i % pause == 0:
+                time.sleep(YIELD_S)
+        return items, bad
+
+    def _item(self, item: tuple[Any, ...]) -> tuple[str | None, str, str, str]:
+        if len(item) == 4:  # an event
+            t, kind, actor, body = item
+            return _iso(t), kind, actor, canonical_json(body).decode()
         (t, model, version, request_id, caller, digest, summary, latency_ms, routing,
          inputs) = item
-        body: dict[str, Any] = {"model": model, "version": version, "request_id": request_id,
-                                "input_digest": digest, "output_summary": summary,
-                                "latency_ms": round(float(latency_ms), 3)}
-        if routing:
-            body["routing"] = dict(routing)
-        if inputs is not None:
-            body["inputs"] = stored_inputs(inputs)
-        return Entry("inference", caller or "anonymous", body, _iso(t))
+        body = _Body(digest, round(float(latency_ms), 3), model, summary, request_id,
+                     version, stored_inputs(inputs) if inputs is not None else None,
+                     dict(routing) if routing else None)
+        return _iso(t), "inference", caller or "anonymous", _encode_body(body).decode()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is committed (tests, shutdown)."""
@@ -247,16 +337,24 @@ class InferenceAuditor:
         return event.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Drain, write ``writer-stop`` and stop the thread."""
+        """Drain, write ``writer-stop`` and stop the thread. When the log cannot be
+        written, the loss counts are left in ``audit.losses`` for the next writer."""
         if self._thread is None:
             return
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
         self._thread = None
-        self.log.append("writer-stop", "appliance", {"writer": self.writer_id,
-                                                     "written": self.written,
-                                                     "dropped": self.dropped})
+        try:
+            self._write([], stop=True)
+        except Exception as exc:
+            log.warning("audit writer-stop not written (%s): %d lost record(s) are kept in "
+                        "%s for the next start", exc, sum(int(v[0]) for v in
+                                                          self._losses.snapshot().values()),
+                        self._loss_file.path if self._loss_file else "memory only")
+        self._persist_losses()
+        if self._loss_file is not None:
+            self._loss_file.close()
 
     def stats(self) -> dict[str, int]:
         return {"queued": len(self._queue), "written": self.written, "dropped": self.dropped}

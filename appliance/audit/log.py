@@ -15,9 +15,9 @@ keys; NaN/Infinity become null). So anyone holding the rows can recompute the ch
 any JSON library, without re-encoding bodies.
 
 Changing, deleting, inserting or reordering a row breaks the chain at that row; a full
-rewrite of the tail is caught by signed checkpoints (:mod:`.checkpoints`), and removing
-rows legitimately needs a signed tombstone (:mod:`.retention`). Writes take
-``BEGIN IMMEDIATE``, so several processes (server, CLI) can append to one log.
+rewrite of the tail is caught by signed checkpoints (:mod:`.checkpoints`); a legitimate
+removal needs a signed tombstone (:mod:`.retention`). Writes take ``BEGIN IMMEDIATE``:
+several processes (server, CLI) can append to one log.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 AUDIT_DB = "audit.db"
 GENESIS = "0" * 64
 SIGNING_KEY_NAME = "audit"
+#: a writer's pause between chunks: a real (if tiny) sleep, so a thread waiting for the
+#: GIL runs (``sleep(0)`` or a C call that releases it briefly takes it straight back)
+YIELD_S = 1e-6
 _KIND = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 _SCHEMA = """
@@ -159,28 +163,55 @@ class AuditLog:
     """The audit log of one data directory.
 
     ``signing_key`` signs checkpoints and tombstones; by default it is the KeyStore's
-    ``audit`` key, read on first use.
+    ``audit`` key, read on first use (:func:`~appliance.audit.keys.audit_signing_key`
+    derives it from a plugin's box key instead). ``verify_keys``: further public keys
+    whose older checkpoints verify (the file key, after a switch to a TPM or KMS key).
+    ``defer_errors``: a log that cannot be opened (full disk) does not raise here;
+    ``open_error`` says why, every write retries. Closing a log written to signs it.
     """
 
-    def __init__(self, data_dir: Path, signing_key: Ed25519PrivateKey | None = None) -> None:
+    def __init__(self, data_dir: Path, signing_key: Ed25519PrivateKey | None = None, *,
+                 defer_errors: bool = False, verify_keys: Sequence[Ed25519PublicKey] = ()
+                 ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / AUDIT_DB
         self._signing_key = signing_key
+        self._verify_keys = list(verify_keys)
         self._lock = threading.Lock()
         self._sinks: list[Sink] = []
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():  # the log is evidence: owner-only, like the keys
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        self._conn = self._connect()
-        self._conn.executescript(_SCHEMA)
+        self._conn: sqlite3.Connection | None = None
+        self._wrote = False
+        #: why the log could not be opened (``defer_errors``); None once it is open
+        self.open_error: Exception | None = None
+        try:
+            self._connection()
+        except (OSError, sqlite3.Error) as exc:
+            if not defer_errors:
+                raise
+            self.open_error = exc
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                               timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
+    def ensure_open(self) -> None:  # raises when it cannot be opened
+        self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
+        """The writing connection, opened (and the schema made) on first use: a log that
+        could not be opened at start (a full disk) is retried by the next write."""
+        if self._conn is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # the log is evidence: owner-only, like the keys
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            conn = sqlite3.connect(str(self.path), check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn, self.open_error = conn, None
+        return self._conn
 
     # -- keys ------------------------------------------------------------------------
     @property
@@ -194,6 +225,11 @@ class AuditLog:
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self.signing_key.public_key()
+
+    @property
+    def public_keys(self) -> list[Ed25519PublicKey]:
+        """Keys whose signatures verify: the signing key's first, then ``verify_keys``."""
+        return [self.public_key, *self._verify_keys]
 
     # -- sinks -----------------------------------------------------------------------
     def add_sink(self, sink: Sink) -> None:
@@ -213,8 +249,7 @@ class AuditLog:
 
     def append_many(self, entries: Iterable[Entry | tuple[Any, ...]]) -> list[int]:
         """Append records in one transaction; return their sequence numbers."""
-        records = self.write(entries)
-        return [r.seq for r in records]
+        return [r.seq for r in self.write(entries)]
 
     def write(self, entries: Iterable[Entry | tuple[Any, ...]],
               also: Callable[[sqlite3.Connection, int, str], None] | None = None
@@ -225,35 +260,61 @@ class AuditLog:
         writes that must commit with the records (a prune and its tombstone); it may
         still fill in the entries' bodies, which are encoded after it."""
         prepared = [_prepare(Entry(*e)) for e in entries]
-        # encoded before taking the lock, unless ``also`` may still fill in a body
-        bodies = [] if also else [canonical_json(e.body).decode() for e in prepared]
+        if also is None:  # encoded before taking the lock
+            return self.write_encoded([(e.at, e.kind, e.actor, canonical_json(e.body).decode())
+                                       for e in prepared])
+
+        def fill(conn: sqlite3.Connection, seq: int, head: str) -> None:
+            also(conn, seq, head)
+            items[:] = [(e.at, e.kind, e.actor, canonical_json(e.body).decode())
+                        for e in prepared]
+
+        items: list[tuple[str | None, str, str, str]] = []
+        return self.write_encoded(items, also=fill)
+
+    def write_encoded(self, items: list[tuple[str | None, str, str, str]], *,
+                      also: Callable[[sqlite3.Connection, int, str], None] | None = None,
+                      yield_every: int = 0, records: bool = True) -> list[Record]:
+        """Append checked, encoded ``(at, kind, actor, body_json)`` items (the writer's
+        path) in one transaction; notify the sinks; return the records (``[]`` when
+        ``records`` is false and no sink needs them). ``yield_every``: sleep
+        ``YIELD_S`` after each such chunk, so requests do not wait a whole batch."""
+        self._wrote = True
         with self._lock:
-            conn = self._conn
+            conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq, prev = head_of(conn)
                 if also is not None:
                     also(conn, seq, prev)
                     seq, prev = head_of(conn)
-                    bodies = [canonical_json(e.body).decode() for e in prepared]
-                stamp = now_iso()
-                rows = []
-                for e, body in zip(prepared, bodies):
-                    seq += 1
-                    at = e.at or stamp
-                    digest = chain_hash(prev, seq, at, e.kind, e.actor, body)
-                    rows.append((seq, at, e.kind, e.actor, body, prev, digest))
-                    prev = digest
-                conn.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                                 rows)
+                stamp, rows = now_iso(), []
+                sha256, enc, step = hashlib.sha256, encode_str, yield_every or len(items)
+                for start in range(0, len(items), step or 1):
+                    chunk = []  # hashed and inserted per chunk, then the GIL is given up
+                    for at, kind, actor, body in items[start:start + step]:
+                        seq += 1
+                        at = at or stamp
+                        # envelope() inlined: this loop is the writer's throughput
+                        digest = sha256(b"".join((
+                            prev.encode(), b'{"actor":', enc(actor), b',"at":', enc(at),
+                            b',"body":', body.encode(), b',"kind":', enc(kind), b',"seq":',
+                            str(seq).encode(), b"}"))).hexdigest()
+                        chunk.append((seq, at, kind, actor, body, prev, digest))
+                        prev = digest
+                    conn.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES "
+                                     "(?,?,?,?,?,?,?)", chunk)
+                    rows += chunk
+                    if yield_every:
+                        time.sleep(YIELD_S)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        records = [Record(*row) for row in rows]
-        if records:
-            self._notify(records)
-        return records
+        committed = [Record(*row) for row in rows] if self._sinks or records else []
+        if committed and self._sinks:
+            self._notify(committed)
+        return committed
 
     def _notify(self, records: list[Record]) -> None:
         for sink in list(self._sinks):
@@ -309,9 +370,18 @@ class AuditLog:
                 for row in rows:
                     yield Record(*row)
 
-    def close(self) -> None:
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Close; sign the head first if this instance appended records."""
+        if checkpoint and self._wrote and self._conn is not None:
+            from .checkpoints import make_checkpoint
+            try:
+                make_checkpoint(self)
+            except Exception as exc:  # a full disk: the next writer signs
+                log.warning("audit log %s: final checkpoint not signed: %s", self.path, exc)
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def __enter__(self) -> AuditLog:
         return self

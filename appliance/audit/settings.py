@@ -4,6 +4,7 @@
     batch_window_ms = 200
     retention_years = 6
     checkpoint_minutes = 15
+    checkpoint_grace_minutes = 5
 
     [[audit.forward]]
     host = "siem.example"
@@ -71,8 +72,11 @@ class AuditSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     queue_max: int = 100_000
     #: audit records younger than this cannot be pruned
     retention_years: float = 6.0
-    #: minutes between signed checkpoints (0 = none scheduled)
+    #: minutes between signed checkpoints (0 = only at start and clean stop, and
+    #: ``audit verify`` then does not apply the cadence rule)
     checkpoint_minutes: int = 15
+    #: ``audit verify``: a record older than checkpoint_minutes + this must be signed
+    checkpoint_grace_minutes: float = 5.0
     forward: list[ForwardTarget] = msgspec.field(default_factory=list)
     per_model: dict[str, ModelAudit] = msgspec.field(default_factory=dict)
 
@@ -80,6 +84,7 @@ class AuditSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for name in ("batch_window_ms", "batch_size", "queue_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"audit.{name} must be at least 1")
-        if self.retention_years < 0 or self.checkpoint_minutes < 0:
-            raise ValueError("audit.retention_years and audit.checkpoint_minutes must not "
-                             "be negative")
+        if (self.retention_years < 0 or self.checkpoint_minutes < 0
+                or self.checkpoint_grace_minutes < 0):
+            raise ValueError("audit.retention_years, audit.checkpoint_minutes and "
+                             "audit.checkpoint_grace_minutes must not be negative")

@@ -1,7 +1,8 @@
 """Audit log commands.
 
-    appliance audit verify [--json]                 exit 1 naming the first bad seq
+    appliance audit verify [--witness FILE] [--json]  exit 1 naming the first bad seq
     appliance audit export [--since ISO] [--until ISO] [--format jsonl|cef|syslog] [-o FILE]
+    appliance audit export --checkpoints [-o FILE]  the signed checkpoints, as a witness file
     appliance audit checkpoint                      sign the current head now
     appliance audit hold --by X --reason R          legal hold: no pruning until released
     appliance audit release --by X
@@ -33,10 +34,13 @@ def _audit_settings(settings: Any) -> Any:
 
 
 def _with_log(ctx: click.Context, data_dir: Path | None, fn: Callable[[Any, Any], T]) -> T:
-    from ..audit.log import AuditLog
+    """Run ``fn(log, audit_settings)`` on the data directory's log, signing with the key
+    the ``appliance_box_key`` hook gives (as the server does); a log this command
+    appended to is signed when it closes."""
+    from ..audit.keys import open_log, plugin_provider
 
     settings = settings_from(ctx, data_dir=data_dir)
-    log = AuditLog(settings.data_dir)
+    log = open_log(settings.data_dir, plugin_provider(settings.data_dir))
     try:
         return fn(log, _audit_settings(settings))
     finally:
@@ -64,15 +68,25 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option("--witness", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="Checkpoints kept off the box (jsonl from `audit export "
+              "--checkpoints`, or the SIEM's forwarded lines): the log must still match "
+              "each one.")
 @data_dir_option
 @json_option
 @click.pass_context
 @handle_errors
-def audit_verify(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
-    """Check the hash chain and every signed checkpoint; exit 1 when broken."""
+def audit_verify(ctx: click.Context, witness: Path | None, data_dir: Path | None,
+                 as_json: bool) -> None:
+    """Check the hash chain, the chained signed checkpoints, the checkpoint cadence and
+    (with --witness) the witnessed checkpoints; exit 1 when broken."""
     from ..audit.checkpoints import verify
+    from ..audit.witness import read_witness
 
-    report = _with_log(ctx, data_dir, lambda log, _s: verify(log))
+    witnessed = read_witness(witness) if witness is not None else []
+    report = _with_log(ctx, data_dir, lambda log, s: verify(
+        log, cadence_minutes=s.checkpoint_minutes, grace_minutes=s.checkpoint_grace_minutes,
+        witness=witnessed))
     _echo(report.to_dict(), as_json, report.summary())
     if not report.ok:
         sys.exit(1)
@@ -86,29 +100,42 @@ def audit_verify(ctx: click.Context, data_dir: Path | None, as_json: bool) -> No
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write here instead of standard output.")
 @click.option("--by", default=None, help="Who exports (recorded). Default: $USER.")
+@click.option("--checkpoints", "checkpoints", is_flag=True,
+              help="Write the signed checkpoints (JSON lines: a witness file for `audit "
+              "verify --witness`) instead of the records.")
 @data_dir_option
 @click.pass_context
 @handle_errors
 def audit_export(ctx: click.Context, since: str | None, until: str | None, fmt: str,
-                 output: Path | None, by: str | None, data_dir: Path | None) -> None:
+                 output: Path | None, by: str | None, checkpoints: bool,
+                 data_dir: Path | None) -> None:
     """Write audit records as JSON lines, CEF or RFC 5424 syslog; the export is audited."""
+    import json
+
     from ..audit.export import export
+    from ..audit.witness import checkpoints_after
 
     start, end = _moment("--since", since), _moment("--until", until)
+
+    def lines(log: Any) -> Any:
+        if not checkpoints:
+            return export(log, start, end, fmt)
+        return (json.dumps(cp, sort_keys=True, separators=(",", ":"))
+                for cp in checkpoints_after(log))
 
     def run(log: Any, _settings: Any) -> int:
         count = 0
         stream = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            for line in export(log, start, end, fmt):
+            for line in lines(log):
                 stream.write(line + "\n")
                 count += 1
         finally:
             if output:
                 stream.close()
         log.append("audit.export", by or _user(), {
-            "since": since, "until": until, "format": fmt, "records": count,
-            "output": str(output) if output else "stdout"})
+            "since": since, "until": until, "format": "checkpoints" if checkpoints else fmt,
+            "records": count, "output": str(output) if output else "stdout"})
         return count
 
     count = _with_log(ctx, data_dir, run)

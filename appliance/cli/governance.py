@@ -26,11 +26,8 @@ T = TypeVar("T")
 
 
 def _with_registry(ctx: click.Context, data_dir: Path | None, fn: Callable[[Any], T]) -> T:
-    registry = _open_registry(ctx, data_dir)
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         return fn(registry)
-    finally:
-        registry.close()
 
 
 @main.group()

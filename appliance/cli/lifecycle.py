@@ -2,76 +2,43 @@
 
 A promotion to a serving stage first loads and warms the version up in this process,
 so a version that does not load is marked ``failed`` and nothing else changes. The
-registry is opened through :func:`~appliance.cli.models.open_registry`, so the load check
-decrypts with the plugin-supplied box key where a plugin supplies one.
+registry is opened through :func:`~appliance.registry.opener.open_registry`, so the load
+check decrypts with the plugin-supplied box key where a plugin supplies one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ..lifecycle.stages import STAGES
 from . import data_dir_option, handle_errors, json_option, settings_from
 from . import echo_result as _echo
-from .models import models, open_registry
+from .models import models
+from .schedule import iso_time
+
+if TYPE_CHECKING:
+    from ..registry import Registry, VersionRecord
 
 
 def _actor(by: str | None) -> str:
     return by or os.environ.get("USER") or "cli"
 
 
-def _parse_at(_ctx: click.Context, _param: click.Parameter,
-              value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time; write e.g. "
-                                 "2026-03-01T02:00:00Z") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def load_check(registry: Any, timeout_s: float) -> Any:
-    """A loader: load the version's main files in-process, warm it up, close it."""
-    from ..errors import ServiceUnavailable
+def load_check(registry: Registry, timeout_s: float) -> Callable[[VersionRecord], None]:
+    """A promotion's loader: load the version in this process the way the server does
+    (:func:`appliance.runtime.loading.load_check`), warm it up, close it."""
     from ..plugins import get_plugin_manager
     from ..runtime.catalog import BackendCatalog
-    from ..runtime.warmup import warm_up
+    from ..runtime.loading import load_check as check
 
-    catalog = BackendCatalog(get_plugin_manager())
-
-    def check(record: Any) -> None:
-        source = registry.model_source(record)
-        outcome: dict[str, BaseException | None] = {"error": None}
-
-        def work() -> None:
-            try:
-                _, model = catalog.load(source)
-                try:
-                    warm_up(model)
-                finally:
-                    model.close()
-            except BaseException as exc:  # reported to the caller below
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=work, name="load-check", daemon=True)
-        worker.start()
-        worker.join(timeout_s)
-        if worker.is_alive():
-            raise ServiceUnavailable(f"load and warm-up took longer than {timeout_s:g}s "
-                                     "(load_timeout_s)")
-        if outcome["error"] is not None:
-            raise outcome["error"]
-
-    return check
+    return check(registry, BackendCatalog(get_plugin_manager()), timeout_s)
 
 
 @models.command("promote")
@@ -84,7 +51,7 @@ def load_check(registry: Any, timeout_s: float) -> Any:
 @click.option("--emergency", "emergency", default=None, metavar="REASON",
               help="Promote to production inside a freeze window, recording REASON.")
 @click.option("--by", "by", default=None, help="Who promotes (default: $USER).")
-@click.option("--at", "at", default=None, callback=_parse_at, metavar="TIME",
+@click.option("--at", "at", default=None, callback=iso_time, metavar="TIME",
               help="Schedule it instead, ISO 8601 (no offset = UTC); gates are judged then.")
 @data_dir_option
 @json_option
@@ -95,6 +62,7 @@ def models_promote(ctx: click.Context, name: str, version: str, to: str, reason:
                    at: datetime | None, data_dir: Path | None, as_json: bool) -> None:
     """Move version VERSION of model NAME to stage --to, after its gates and a load check."""
     from ..lifecycle.promotion import promote
+    from ..registry.opener import open_registry
 
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
@@ -109,13 +77,10 @@ def models_promote(ctx: click.Context, name: str, version: str, to: str, reason:
         _echo(entry, as_json, f"scheduled: promote {name} {version} to {to} at {entry['at']} "
                               f"(id {entry['id']})")
         return
-    registry = open_registry(settings)
-    try:
+    with open_registry(settings) as registry:
         result = promote(registry, settings, name, version, to, actor=_actor(by),
                          reason=reason, breaking=breaking, emergency_reason=emergency,
                          loader=load_check(registry, settings.load_timeout_s))
-    finally:
-        registry.close()
     demoted = f"; version {result['demoted']} deprecated" if result["demoted"] else ""
     _echo(result, as_json, f"{name} version {version}: {result['from']} -> {to}{demoted}")
 
@@ -133,13 +98,11 @@ def models_approve(ctx: click.Context, name: str, version: str, by: str, reason:
                    data_dir: Path | None, as_json: bool) -> None:
     """Approve version VERSION of model NAME for production (idempotent per approver)."""
     from ..lifecycle.gates import approve
+    from ..registry.opener import open_registry
 
     settings = settings_from(ctx, data_dir=data_dir)
-    registry = open_registry(settings)
-    try:
+    with open_registry(settings) as registry:
         result = approve(registry, name, version, by, reason)
-    finally:
-        registry.close()
     who = ", ".join(a["approver"] for a in result["approvals"])
     _echo(result, as_json, f"{name} version {version} approved by {by} "
                            f"({len(result['approvals'])} approval(s): {who})")
@@ -162,16 +125,14 @@ def models_rollback(ctx: click.Context, name: str, to_version: str | None, reaso
                     as_json: bool) -> None:
     """Put an earlier production version of model NAME back into production."""
     from ..lifecycle.promotion import rollback
+    from ..registry.opener import open_registry
 
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
-    registry = open_registry(settings)
-    try:
+    with open_registry(settings) as registry:
         result = rollback(registry, settings, name, to_version=to_version, actor=_actor(by),
                           reason=reason, force_reason=force,
                           loader=load_check(registry, settings.load_timeout_s))
-    finally:
-        registry.close()
     _echo(result, as_json, f"{name}: version {result['version']} is production again"
                            + (f"; version {result['demoted']} deprecated"
                               if result["demoted"] else ""))

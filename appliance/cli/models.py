@@ -1,10 +1,14 @@
-"""`appliance models ...`: register and inspect models."""
+"""`appliance models ...`: register and inspect models.
+
+Every command opens the registry with :func:`~appliance.registry.opener.open_registry`
+(the plugins' box key applied); :func:`_open_registry` opens it for a command line."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +18,6 @@ from . import data_dir_option, handle_errors, json_option, main, settings_from
 
 if TYPE_CHECKING:
     from ..registry import Registry
-    from ..settings import Settings
 
 
 @main.group()
@@ -22,20 +25,12 @@ def models() -> None:
     """Register and inspect models."""
 
 
-def open_registry(settings: Settings) -> Registry:
-    """The registry of ``settings.data_dir`` as every command must open it: with the
-    ``appliance_box_key`` hook of the plugins applied (a box whose key comes from a TPM
-    or KMS plugin must never get a fresh ``keys/box.key``) and ``encrypt_artifacts``."""
-    from ..plugins import get_plugin_manager
-    from ..registry import Registry
-    from ..security.crypto_store import plugin_box_key
+def _open_registry(ctx: click.Context,
+                   data_dir: Path | None) -> AbstractContextManager[Registry]:
+    """:func:`~appliance.registry.opener.open_registry` for the settings of this command
+    line: ``with _open_registry(ctx, data_dir) as registry:``."""
+    from ..registry.opener import open_registry  # imported when a command needs it
 
-    return Registry(settings.data_dir, encrypt_artifacts=settings.encrypt_artifacts,
-                    box_key_provider=plugin_box_key(get_plugin_manager(), settings.data_dir))
-
-
-def _open_registry(ctx: click.Context, data_dir: Path | None) -> Registry:
-    """:func:`open_registry` for the settings of this command line."""
     return open_registry(settings_from(ctx, data_dir=data_dir))
 
 
@@ -67,20 +62,17 @@ def models_add(ctx: click.Context, path: Path, name: str, version: str | None,
                precision: str, variants: tuple[str, ...], backend: str | None,
                created_by: str | None, data_dir: Path | None, as_json: bool) -> None:
     """Check that PATH loads, store it and record it as a new version."""
+    from ..packages.importer import import_model
     from ..plugins import get_plugin_manager
     from ..runtime.catalog import BackendCatalog
-    from ..runtime.importer import import_model
 
     logging.basicConfig(level="WARNING")
     parsed = [_variant(v) for v in variants]
-    registry = _open_registry(ctx, data_dir)
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         by = created_by or os.environ.get("USER") or "cli"
         record = import_model(registry, BackendCatalog(get_plugin_manager()), path, name=name,
                               version=version, created_by=by, precision=precision,
                               variants=parsed, backend=backend)
-    finally:
-        registry.close()
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:
@@ -95,11 +87,8 @@ def models_add(ctx: click.Context, path: Path, name: str, version: str | None,
 @handle_errors
 def models_list(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
     """List registered models and their versions."""
-    registry = _open_registry(ctx, data_dir)
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         records = registry.models()
-    finally:
-        registry.close()
     if as_json:
         click.echo(json.dumps([
             {"name": m.name, "versions": [v.version for v in m.versions],
@@ -121,11 +110,8 @@ def models_list(ctx: click.Context, data_dir: Path | None, as_json: bool) -> Non
 @handle_errors
 def models_show(ctx: click.Context, name: str, data_dir: Path | None, as_json: bool) -> None:
     """Show one model: versions, signatures, files and provenance."""
-    registry = _open_registry(ctx, data_dir)
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         record = registry.model(name)
-    finally:
-        registry.close()
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
         return

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import data_dir_option, handle_errors, json_option, main, settings_from
-from .models import models, open_registry
+from .models import models
 
 
 @main.group()
@@ -59,19 +59,17 @@ def models_push(ctx: click.Context, pkg: Path, actor: str | None, data_dir: Path
     """
     from ..packages import push_package
     from ..plugins import get_plugin_manager
+    from ..registry.opener import open_registry
     from ..runtime.catalog import BackendCatalog
 
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
     limits = settings.lifecycle.packages
-    registry = open_registry(settings)
-    try:
+    with open_registry(settings) as registry:
         by = actor or os.environ.get("USER") or "cli"
         record = push_package(registry, BackendCatalog(get_plugin_manager()), pkg, actor=by,
                               max_bytes=limits.max_extract_bytes,
                               reserve_bytes=limits.free_reserve_bytes)
-    finally:
-        registry.close()
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:

@@ -61,13 +61,10 @@ def models_sbom(ctx: click.Context, name: str, version: str, out: Path | None,
     from ..security.fingerprint import version_fingerprints
     from ..security.sbom import stored_sbom, version_sbom
 
-    registry = _open_registry(ctx, data_dir)
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         record = registry.version(name, version)
         doc = stored_sbom(registry, record) or version_sbom(
             record, fingerprints=version_fingerprints(registry, name, version))
-    finally:
-        registry.close()
     text = json.dumps(doc, indent=2)
     if out is None:
         click.echo(text)
@@ -94,11 +91,8 @@ def fingerprint_check(ctx: click.Context, file: Path, data_dir: Path | None,
     from ..security.fingerprint import find_fingerprint, fingerprint_file
 
     fp = fingerprint_file(file)
-    registry = _open_registry(ctx, data_dir)
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         matches = find_fingerprint(registry, fp)
-    finally:
-        registry.close()
     if as_json:
         click.echo(json.dumps({"file": str(file), "fingerprint": fp.to_dict(),
                                "matched": bool(matches), "matches": matches}, indent=2))
@@ -124,9 +118,8 @@ def fingerprint_backfill(ctx: click.Context, data_dir: Path | None, as_json: boo
     from ..security.fingerprint import record_fingerprint
 
     logging.basicConfig(level="WARNING")
-    registry = _open_registry(ctx, data_dir)
     done, failed = [], []
-    try:
+    with _open_registry(ctx, data_dir) as registry:
         for record in registry.versions():
             try:
                 prints = record_fingerprint(registry, record)
@@ -136,8 +129,6 @@ def fingerprint_backfill(ctx: click.Context, data_dir: Path | None, as_json: boo
                 continue
             done.append({"model": record.model, "version": record.version,
                          "fingerprints": {p: fp.to_dict() for p, fp in prints.items()}})
-    finally:
-        registry.close()
     if as_json:
         click.echo(json.dumps({"recorded": done, "failed": failed}, indent=2))
     else:

@@ -23,13 +23,18 @@ def _data_dir(ctx: click.Context, data_dir: Path | None) -> Path:
     return settings_from(ctx, data_dir=data_dir).data_dir
 
 
-def _parse_time(_ctx: click.Context, _param: click.Parameter, value: str) -> datetime:
+def iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    """A click callback: an ISO 8601 time option as an aware UTC datetime (no offset
+    given: UTC); a usage error (exit 2) when it is not one."""
+    if value is None:
+        return None
+    from ..registry.db import parse_time
+
     try:
-        at = datetime.fromisoformat(value)
+        return parse_time(value).astimezone(UTC)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time; write e.g. "
                                  "2026-03-01T02:00:00Z or 2026-03-01T03:00+01:00") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _line(entry: dict[str, Any]) -> str:
@@ -42,7 +47,7 @@ def _line(entry: dict[str, Any]) -> str:
 @click.argument("name")
 @click.argument("version")
 @click.option("--to", "to", required=True, type=click.Choice(STAGES), help="Target stage.")
-@click.option("--at", "at", required=True, callback=_parse_time, metavar="TIME",
+@click.option("--at", "at", required=True, callback=iso_time, metavar="TIME",
               help="When, ISO 8601 (e.g. 2026-03-01T02:00:00Z); a time without an offset "
                    "is UTC. Must be in the future.")
 @click.option("--by", "actor", default=None, help="Who schedules it (default: $USER).")

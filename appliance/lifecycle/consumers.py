@@ -5,6 +5,9 @@ Deprecation notices go to every consumer of a model (see
 (:func:`appliance.lifecycle.webhooks.check_destination`). A consumer is registered once
 per model; the outputs it reads are checked against the model's production version when
 there is one.
+
+SQL here: owns the ``consumers`` table (lifecycle data, created by registry migration
+3); events go through :mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any
 from ..errors import BadRequest, Conflict, NotFound
 from ..registry import Registry
 from ..registry.db import now, transaction
+from ..registry.events import record_event
 from ..registry.models import check_name
-from .holds import record_event
 from .settings import WebhookSettings
 from .webhooks import check_destination
 

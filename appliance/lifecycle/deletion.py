@@ -7,6 +7,10 @@ can go. The version row is removed, and an ``events`` row and a ``stage_history`
 (``→ deleted``) are written, with the generation bumped, in one transaction. Artifact
 directories are content-addressed and may be shared by several versions, so they are
 removed afterwards, and only those no remaining version references.
+
+SQL here: removes ``versions`` rows, the one deletion path, so the hold check and
+the delete share one transaction; history and events go through
+:mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 from ..errors import BadRequest, Conflict, NotFound
 from ..registry import Registry
 from ..registry.db import bump_generation, now, transaction
-from .holds import holds_in, record_event
+from ..registry.events import record_event, record_stage_change
+from .holds import holds_in
 
 DELETABLE = ("archived", "failed", "registered")
 
@@ -96,9 +101,8 @@ def delete_version(registry: Registry, model: str, version: str, *, actor: str,
                            f"{', '.join(DELETABLE)} versions can be deleted)")
         digests = _digests(digest, variants)
         db.execute("DELETE FROM versions WHERE model = ? AND version = ?", [model, version])
-        db.execute("INSERT INTO stage_history (model, version, from_stage, to_stage, at, "
-                   "actor, reason) VALUES (?, ?, ?, 'deleted', ?, ?, ?)",
-                   [model, version, stage, at, actor, reason])
+        record_stage_change(db, model=model, version=version, from_stage=stage,
+                            to_stage="deleted", at=at, actor=actor, reason=reason)
         record_event(db, at=at, actor=actor, action="delete", model=model, version=version,
                      detail={"reason": reason, "stage": stage, "digests": digests})
         bump_generation(db)

@@ -11,6 +11,10 @@ transition.
 :func:`deprecation_headers` gives what inference responses of such a version carry:
 ``Deprecation`` (RFC 9745, ``@<unix seconds>``), ``Sunset`` (RFC 8594, an HTTP-date) and a
 ``Link`` to the successor version (``rel="successor-version"``).
+
+SQL here: owns the ``notices`` table and the deprecation columns of ``versions``
+(``deprecation_date``, ``sunset_date``, ``successor``), written with the notices in
+one transaction; events go through :mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
@@ -22,25 +26,19 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..registry import Registry
-from ..registry.db import bump_generation, now, transaction
+from ..registry.db import bump_generation, now, parse_time, transaction
+from ..registry.events import record_event
 from .consumers import list_consumers
-from .holds import record_event
 from .webhooks import enqueue
 
 
 def parse_date(option: str, value: str | date | datetime) -> datetime:
     """An ISO 8601 date or date-time as an aware datetime (UTC when no offset is given)."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, date):
-        parsed = datetime(value.year, value.month, value.day)
-    else:
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except (ValueError, AttributeError):
-            raise BadRequest(f"{option} {value!r} is not an ISO 8601 date, e.g. 2026-12-31 "
-                             "or 2026-12-31T12:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise BadRequest(f"{option} {value!r} is not an ISO 8601 date, e.g. 2026-12-31 "
+                         "or 2026-12-31T12:00:00Z") from None
 
 
 def _message(model: str, version: str, deprecated: datetime, sunset: datetime | None,

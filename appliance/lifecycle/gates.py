@@ -11,6 +11,9 @@ message says what blocked the promotion and how to get past it:
   approvers, none of them its pusher.
 * **freeze** — no promotion to production inside a freeze window unless an emergency
   reason is given.
+
+SQL here: owns the ``approvals`` table (an approval is a gate's input) and reads
+``consumers``; events go through :mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 from ..errors import BadRequest, ConfigError, Conflict, Forbidden
 from ..registry import Registry, VersionRecord
 from ..registry.db import now as db_now
-from ..registry.db import transaction
+from ..registry.db import parse_time, transaction
+from ..registry.events import record_event
 from ..settings import FreezeWindow, Settings
 from ..signature import TensorSpec
 
@@ -144,10 +148,8 @@ def approve(registry: Registry, model: str, version: str, approver: str,
             "INSERT OR IGNORE INTO approvals (model, version, approver, at, reason) "
             "VALUES (?, ?, ?, ?, ?)", [model, version, approver, db_now(), reason])
         if cur.rowcount:
-            registry.db.execute(
-                "INSERT INTO events (at, actor, action, model, version, detail) "
-                "VALUES (?, ?, 'approve', ?, ?, ?)",
-                [db_now(), approver, model, version, json.dumps({"reason": reason})])
+            record_event(registry.db, actor=approver, action="approve", model=model,
+                         version=version, detail={"reason": reason})
     given = approvals(registry, model, version)
     mine = next(a for a in given if a["approver"] == approver)
     return {"model": model, "version": version, **mine, "approvals": given}
@@ -188,11 +190,10 @@ def check_signature(registry: Registry, settings: Settings, candidate: VersionRe
 # -- freeze windows ----------------------------------------------------------------------
 def _parse(value: str, window: FreezeWindow) -> datetime:
     try:
-        at = datetime.fromisoformat(value)
+        return parse_time(value)
     except ValueError:
         raise ConfigError(f"freeze window {window.start}..{window.end}: {value!r} is not an "
                           "ISO 8601 time (e.g. 2025-12-20T00:00:00+00:00)") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def active_freeze(settings: Settings, at: datetime) -> FreezeWindow | None:

@@ -5,11 +5,12 @@ A hold names its holder (on whose behalf it is kept, e.g. ``legal-dept``), who p
 another's name) and why; releasing records who released it and when. Rows are
 never removed, so the ``holds`` table is the full history; every placement and release is
 also written to the append-only ``events`` log.
+
+SQL here: owns the ``holds`` table; events go through :mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import sqlite_utils
 from ..errors import BadRequest, NotFound
 from ..registry import Registry
 from ..registry.db import now, transaction
+from ..registry.events import record_event
 
 _COLUMNS = "id, model, version, holder, reason, at, released_at, released_by, placed_by"
 
@@ -49,14 +51,6 @@ class Hold:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "active": self.active}
-
-
-def record_event(db: sqlite_utils.Database, *, at: str, actor: str, action: str, model: str,
-                 version: str | None, detail: dict[str, Any]) -> None:
-    """Append one row to the ``events`` log (call inside the write's transaction)."""
-    db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
-               "VALUES (?, ?, ?, ?, ?, ?)", [at, actor, action, model, version,
-                                             json.dumps(detail, sort_keys=True)])
 
 
 def _required(kind: str, value: str | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..registry import Registry
+from ..registry.events import stage_changes
 from .stages import SERVING
 
 TRAINING_KEYS = ("training_job", "training_url", "code_commit", "dataset_digest")
@@ -22,10 +23,9 @@ MAX_DEPTH = 32
 
 def stage_history(registry: Registry, model: str, version: str) -> list[dict[str, Any]]:
     """Stage changes of one version, oldest first."""
-    rows = registry.db.execute(
-        "SELECT from_stage, to_stage, at, actor, reason FROM stage_history "
-        "WHERE model = ? AND version = ? ORDER BY at, id", [model, version]).fetchall()
-    return [dict(zip(("from_stage", "to_stage", "at", "actor", "reason"), r)) for r in rows]
+    rows = sorted(stage_changes(registry.db, model, version), key=lambda r: (r["at"], r["id"]))
+    keys = ("from_stage", "to_stage", "at", "actor", "reason")
+    return [{k: r[k] for k in keys} for r in rows]
 
 
 def served_periods(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -7,11 +7,14 @@ warm the version up. Only then is the change written, in one transaction: the st
 the demotion of the previous production version to ``deprecated``, stage history and
 events, and the generation bump the server watches. A loader failure marks the version
 ``failed`` (with why) and leaves the current production version serving.
+
+SQL here: the stage columns of ``versions`` (``stage``, ``stage_changed_at``,
+``failure_reason``): a stage transition is this package's job, written with its gate
+checks in one transaction; history and events go through :mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 from ..errors import ApplianceError, Conflict
 from ..registry import Registry, VersionRecord
 from ..registry.db import bump_generation, transaction
+from ..registry.events import record_event, record_stage_change, stage_changes
 from ..security.signing import check_signing
 from ..security.trust import publishers
 from ..settings import Settings
@@ -41,12 +45,9 @@ def _iso(at: datetime) -> str:
 def stage_history(registry: Registry, model: str,
                   version: str | None = None) -> list[dict[str, Any]]:
     """Stage changes of a model (or one version), oldest first."""
-    where, args = ("model = ? AND version = ?", [model, version]) if version else (
-        "model = ?", [model])
-    cur = registry.db.execute("SELECT version, from_stage, to_stage, at, actor, reason FROM "
-                              f"stage_history WHERE {where} ORDER BY id", args)
-    keys = ("version", "from", "to", "at", "actor", "reason")
-    return [dict(zip(keys, row)) for row in cur.fetchall()]
+    return [{"version": r["version"], "from": r["from_stage"], "to": r["to_stage"],
+             "at": r["at"], "actor": r["actor"], "reason": r["reason"]}
+            for r in stage_changes(registry.db, model, version)]
 
 
 def current_production(registry: Registry, model: str) -> VersionRecord | None:
@@ -62,14 +63,11 @@ def _write_stage(registry: Registry, record: VersionRecord, to: str, at: str, ac
     registry.db.execute("UPDATE versions SET stage = ?, stage_changed_at = ?, "
                         "failure_reason = ? WHERE model = ? AND version = ?",
                         [to, at, failure, record.model, record.version])
-    registry.db.execute("INSERT INTO stage_history (model, version, from_stage, to_stage, at, "
-                        "actor, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [record.model, record.version, record.stage, to, at, actor, reason])
-    registry.db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        [at, actor, action, record.model, record.version,
-                         json.dumps({"from": record.stage, "to": to, "reason": reason,
-                                     **detail})])
+    record_stage_change(registry.db, model=record.model, version=record.version,
+                        from_stage=record.stage, to_stage=to, at=at, actor=actor, reason=reason)
+    record_event(registry.db, at=at, actor=actor, action=action, model=record.model,
+                 version=record.version,
+                 detail={"from": record.stage, "to": to, "reason": reason, **detail})
 
 
 def _mark_failed(registry: Registry, record: VersionRecord, actor: str, why: str) -> None:

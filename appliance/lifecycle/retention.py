@@ -9,6 +9,10 @@ most conservative value wins (more deprecated versions kept, archived ones kept 
 beyond the last N are archived (a recorded stage transition), and archived versions older
 than D days are deleted through :func:`~appliance.lifecycle.deletion.delete_version`, so
 legal holds block them; a blocked deletion is reported, never raised.
+
+SQL here: owns the ``retention_policies`` table, and archives versions (a
+``versions.stage`` transition guarded by the stage it expects, as in
+:mod:`.promotion`); history and events go through :mod:`appliance.registry.events`.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from typing import Any
 
 from ..errors import BadRequest, Conflict, NotFound
 from ..registry import Registry, VersionRecord
-from ..registry.db import bump_generation, transaction
+from ..registry.db import bump_generation, parse_time, transaction
 from ..registry.db import now as now_iso
+from ..registry.events import record_event, record_stage_change
 from ..registry.models import check_name
+from ..registry.opener import open_registry
 from .deletion import delete_version
-from .holds import record_event
 from .stages import check_transition
 
 log = logging.getLogger(__name__)
@@ -101,11 +106,6 @@ def effective_policy(policies: list[Policy], model: str,
     return result[0], result[1]
 
 
-def _parse(at: str) -> datetime:
-    parsed = datetime.fromisoformat(at)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _archive(registry: Registry, record: VersionRecord, actor: str, reason: str) -> bool:
     """deprecated → archived, recorded; False when the stage changed under us."""
     check_transition(record.model, record.version, "deprecated", "archived")
@@ -116,9 +116,9 @@ def _archive(registry: Registry, record: VersionRecord, actor: str, reason: str)
                          [at, record.model, record.version])
         if cur.rowcount != 1:
             return False
-        db.execute("INSERT INTO stage_history (model, version, from_stage, to_stage, at, "
-                   "actor, reason) VALUES (?, ?, 'deprecated', 'archived', ?, ?, ?)",
-                   [record.model, record.version, at, actor, reason])
+        record_stage_change(db, model=record.model, version=record.version,
+                            from_stage="deprecated", to_stage="archived", at=at, actor=actor,
+                            reason=reason)
         record_event(db, at=at, actor=actor, action="archive", model=record.model,
                      version=record.version,
                      detail={"from": "deprecated", "to": "archived", "reason": reason})
@@ -149,7 +149,7 @@ def apply_retention(registry: Registry, *, now: datetime | None = None,
         cutoff = when - timedelta(days=days)
         for record in model.versions:
             changed = record.stage_changed_at or record.created_at
-            if record.stage != "archived" or _parse(changed) >= cutoff:
+            if record.stage != "archived" or parse_time(changed) >= cutoff:
                 continue
             reason = f"retention: archived since {changed}, more than {days} day(s)"
             try:
@@ -166,11 +166,8 @@ def apply_retention(registry: Registry, *, now: datetime | None = None,
 
 def apply_retention_job(data_dir: str) -> list[dict[str, Any]]:
     """The scheduled job: open the registry of ``data_dir`` and apply every policy."""
-    registry = Registry(Path(data_dir))
-    try:
+    with open_registry(Path(data_dir)) as registry:
         actions = apply_retention(registry)
-    finally:
-        registry.close()
     for action in actions:
         log.info("retention: %s", action)
     return actions

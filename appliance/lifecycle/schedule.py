@@ -11,7 +11,6 @@ runs when it comes back (up to :data:`MISFIRE_GRACE_S` late), and is logged as l
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +34,9 @@ from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from ..errors import ApplianceError, BadRequest, NotFound
-from ..registry import Registry
-from ..registry.db import now as now_iso
 from ..registry.db import open_database, transaction
+from ..registry.events import record_event
+from ..registry.opener import open_registry
 from ..settings import load_settings
 from .settings import WebhookSettings
 from .stages import STAGES
@@ -64,11 +63,12 @@ class _PollMixin:
         return self.poll_s if wait is None else min(wait, self.poll_s)
 
 
-class _BackgroundScheduler(_PollMixin, BackgroundScheduler):
+# APScheduler ships no type information, so its classes are Any to mypy
+class _BackgroundScheduler(_PollMixin, BackgroundScheduler):  # type: ignore[misc]
     pass
 
 
-class _BlockingScheduler(_PollMixin, BlockingScheduler):
+class _BlockingScheduler(_PollMixin, BlockingScheduler):  # type: ignore[misc]
     pass
 
 
@@ -82,15 +82,9 @@ def _record_event(data_dir: Path, actor: str, action: str, model: str | None,
                   version: str | None, detail: dict[str, Any]) -> None:
     """Append one row to the registry's ``events``; log (never raise) when that fails."""
     try:
-        registry = Registry(data_dir)
-        try:
-            with transaction(registry.db):
-                registry.db.execute(
-                    "INSERT INTO events (at, actor, action, model, version, detail) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [now_iso(), actor, action, model, version, json.dumps(detail)])
-        finally:
-            registry.close()
+        with open_registry(data_dir) as registry, transaction(registry.db):
+            record_event(registry.db, actor=actor, action=action, model=model,
+                         version=version, detail=detail)
     except Exception:
         log.exception("could not record event %s for %s %s", action, model, version)
 
@@ -200,11 +194,8 @@ def schedule_promotion(data_dir: Path, model: str, version: str, to: str, at: da
     if to not in STAGES:
         raise BadRequest(f"unknown stage {to!r}; stages are: {', '.join(STAGES)}")
     data_dir = Path(data_dir).resolve()  # the serving process may run from another cwd
-    registry = Registry(data_dir)
-    try:
+    with open_registry(data_dir) as registry:
         registry.version(model, version)  # NotFound names what is registered
-    finally:
-        registry.close()
     job_id = f"promote:{model}:{version}:{to}:{at_utc.isoformat()}"
     with job_store(data_dir) as scheduler:
         job = scheduler.add_job(
@@ -255,12 +246,9 @@ def run_scheduled_promotion(data_dir: str, model: str, version: str, to: str, ac
         from .promotion import promote
 
         settings = load_settings({"data_dir": Path(data_dir)})
-        registry = Registry(Path(data_dir))
-        try:
+        with open_registry(settings) as registry:
             result = promote(registry, settings, model, version, to, actor=actor,
                              reason=reason, emergency_reason=emergency_reason, loader=None)
-        finally:
-            registry.close()
     except Exception as exc:
         expected = isinstance(exc, ApplianceError)
         message = exc.message if isinstance(exc, ApplianceError) else f"{exc!r}"

@@ -20,6 +20,9 @@ rows are leased (so two processes never send the same row at once), POSTed at mo
 retried after ``backoff_s`` doubling up to ``max_backoff_s``; after ``max_attempts``
 failures, or at once for a refused destination, the row is ``failed`` with its reason.
 Each outcome is copied onto the consumer's ``notices`` row.
+
+SQL here: owns the ``webhook_outbox`` table and the delivery columns of ``notices``
+(the outbox is drained by leases that must be one statement each).
 """
 
 from __future__ import annotations

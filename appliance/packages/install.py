@@ -36,31 +36,28 @@ its ``COMMIT`` runs). Used by the crash tests only; unset, it does nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 import signal
 import sqlite3
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import BadRequest, Conflict, NotFound
-from ..registry import Registry, Variant, VersionRecord
-from ..registry.db import now, transaction
+from ..registry import Registry, VersionRecord
 from ..registry.diskspace import check_free, mapping_disk_full
-from ..registry.store import StoredFile, plain_facts
+from ..registry.store import plain_facts
 from ..runtime.catalog import BackendCatalog
-from ..runtime.importer import model_files
 from ..security.fingerprint import package_fingerprints, store_fingerprints
 from ..security.sbom import package_sbom, store_sbom
 from ..security.scan import ScanPolicy, raise_if_refused, scan_package
 from ..security.signing import SIGNATURE_NAME, verify_package_signature
 from ..signature import TensorSpec
 from .archive import MAX_EXTRACT_BYTES, list_files, safe_extract
-from .manifest import Manifest, TensorDecl, VariantDecl, find_manifest, load_manifest
+from .manifest import Manifest, TensorDecl, find_manifest, load_manifest
+from .staging import StagedVariant, model_files, stage_variant
 
 log = logging.getLogger(__name__)
 CRASH_ENV = "APPLIANCE_TEST_CRASH_AT"
@@ -75,20 +72,6 @@ def _crash_point(step: str) -> None:
 def _crash_on_commit(sql: str) -> None:
     if sql.strip().upper() == "COMMIT":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-@dataclass
-class _StagedVariant:
-    decl: VariantDecl
-    fmt: str
-    staged: Path
-    stored: list[StoredFile]
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-
-    @property
-    def primary_file(self) -> str:
-        return PurePosixPath(self.decl.primary).name
 
 
 def signature_diff(kind: str, declared: list[TensorDecl], loaded: list[TensorSpec]) -> list[str]:
@@ -146,8 +129,10 @@ def _verify_files(root: Path, manifest: Manifest, mname: str) -> None:
                              f"has {digest} (the package is damaged or was changed)")
 
 
-def _stage_variant(registry: Registry, catalog: BackendCatalog, root: Path,
-                   manifest: Manifest, index: int, staged_dirs: list[Path]) -> _StagedVariant:
+def _stage_declared(registry: Registry, catalog: BackendCatalog, root: Path,
+                    manifest: Manifest, index: int) -> StagedVariant:
+    """Check variant ``index``'s declaration against its files, then stage and load it
+    (:func:`~appliance.packages.staging.stage_variant`) and compare signatures."""
     decl = manifest.variants[index]
     where = f"variants[{index}] ({decl.precision})"
     fmt, needed = model_files(root / decl.primary, catalog.suffixes())
@@ -163,26 +148,16 @@ def _stage_variant(registry: Registry, catalog: BackendCatalog, root: Path,
     if len(set(names)) != len(names):
         raise BadRequest(f"{where}: two files share a file name ({', '.join(paths)}): a "
                          "variant's files are stored side by side in one directory")
-    catalog.choose(fmt)  # fail fast when nothing loads this format
-    staged, stored = registry.store.stage([root / p for p in paths], sealed=True)
-    staged_dirs.append(staged)
-    for entry, got in zip(decl.files, stored):
-        if got.sha256 != entry.sha256:
-            raise BadRequest(f"{entry.path} changed while it was being installed")
-    # load what will be stored (decrypted into memory), not the package's copy
-    source = registry.store.source(staged / PurePosixPath(decl.primary).name, fmt,
-                                   {f.name: f.sha256 for f in stored})
-    model = catalog.load(source)[1]
-    try:
-        inputs, outputs = list(model.inputs), list(model.outputs)
-    finally:
-        model.close()
-    diff = (signature_diff("input", manifest.inputs, inputs)
-            + signature_diff("output", manifest.outputs, outputs))
+    staged = stage_variant(registry, catalog, precision=decl.precision, fmt=fmt,
+                           primary=root / decl.primary, files=[root / p for p in paths],
+                           expected=[(e.path, e.sha256) for e in decl.files])
+    diff = (signature_diff("input", manifest.inputs, staged.inputs)
+            + signature_diff("output", manifest.outputs, staged.outputs))
     if diff:
+        registry.store.discard(staged.staged)
         raise BadRequest(f"{where}: the manifest's signature does not match the model "
                          f"{decl.primary}: {'; '.join(diff)}")
-    return _StagedVariant(decl, fmt, staged, stored, inputs, outputs)
+    return staged
 
 
 def _manifest_record(manifest: Manifest, mname: str, mbytes: bytes,
@@ -202,19 +177,13 @@ def _attach_signature(registry: Registry, record: VersionRecord, manifest: Manif
                       actor: str) -> VersionRecord:
     """Record a signature for a version pushed unsigned with the same manifest bytes."""
     data = {**record.manifest, **_manifest_record(manifest, mname, mbytes, signature)}
-    with transaction(registry.db):
-        registry.db.execute("UPDATE versions SET manifest = ? WHERE model = ? AND version = ?",
-                            [json.dumps(data), record.model, record.version])
-        registry.db.execute(
-            "INSERT INTO events (at, actor, action, model, version, detail) VALUES "
-            "(?, ?, 'sign', ?, ?, ?)",
-            [now(), actor, record.model, record.version,
-             json.dumps({k: signature[k] for k in ("key_id", "publisher")})])
-    return registry.version(record.model, record.version)
+    return registry.set_manifest(record.model, record.version, data, actor=actor,
+                                 action="sign",
+                                 detail={k: signature[k] for k in ("key_id", "publisher")})
 
 
 def _record(registry: Registry, pkg: Path, manifest: Manifest, digest: str, actor: str,
-            committed: list[tuple[_StagedVariant, str]],
+            committed: list[tuple[StagedVariant, str]],
             manifest_record: dict[str, Any]) -> VersionRecord:
     (main, main_digest), extra = committed[0], committed[1:]
     conn: sqlite3.Connection = registry.db.conn
@@ -225,9 +194,8 @@ def _record(registry: Registry, pkg: Path, manifest: Manifest, digest: str, acto
             model=manifest.name, version=manifest.version, fmt=main.fmt,
             primary_file=main.primary_file, files=main.stored, digest=main_digest,
             inputs=main.inputs, outputs=main.outputs, created_by=actor,
-            source=f"package:{pkg.resolve()}", precision=main.decl.precision,
-            variants=[Variant(s.decl.precision, s.fmt, s.primary_file, d,
-                              [f.to_dict() for f in s.stored]) for s, d in extra],
+            source=f"package:{pkg.resolve()}", precision=main.precision,
+            variants=[s.as_variant(d) for s, d in extra],
             manifest=manifest_record, package_digest=digest)
     except Conflict:  # pushed concurrently: same package is fine, another one is not
         existing = _existing(registry, manifest, digest)
@@ -298,8 +266,10 @@ def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
         check_free(registry.store.staging,
                    sum(int(e.size or 0) for v in manifest.variants for e in v.files),
                    reserve_bytes)
-        variants = [_stage_variant(registry, catalog, root, manifest, i, staged_dirs)
-                    for i in range(len(manifest.variants))]
+        variants: list[StagedVariant] = []
+        for i in range(len(manifest.variants)):
+            variants.append(_stage_declared(registry, catalog, root, manifest, i))
+            staged_dirs.append(variants[-1].staged)
         committed = [(s, registry.store.commit(s.staged, s.stored)[0]) for s in variants]
         _crash_point("after-commit-files")
         record = _record(registry, pkg, manifest, digest, actor, committed,

@@ -16,8 +16,8 @@ import msgspec
 
 from ..errors import BadRequest
 from ..registry.models import NAME_RE
-from ..runtime.importer import PRECISIONS
 from ..signature import DATATYPES, TensorSpec
+from .staging import PRECISIONS
 
 MANIFEST_NAMES = ("model.toml", "model.json")
 Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
@@ -151,7 +151,8 @@ class Manifest(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, defaults included (what the registry stores)."""
-        return json.loads(msgspec.json.encode(self))
+        data: dict[str, Any] = json.loads(msgspec.json.encode(self))
+        return data
 
 
 def _join(loc: str, field: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import sqlite_utils
@@ -19,15 +19,15 @@ Migration = Callable[[sqlite_utils.Database], None]
 
 
 def _m001_models_and_versions(db: sqlite_utils.Database) -> None:
-    db["models"].create({"name": str, "created_at": str, "created_by": str,
+    db.table("models").create({"name": str, "created_at": str, "created_by": str,
                          "description": str}, pk="name")
-    db["versions"].create({
+    db.table("versions").create({
         "id": int, "model": str, "version": str, "format": str, "primary_file": str,
         "files": str, "inputs": str, "outputs": str, "artifact": str, "digest": str,
         "stage": str, "created_at": str, "created_by": str, "source": str,
     }, pk="id", foreign_keys=[("model", "models", "name")], not_null={"model", "version"})
-    db["versions"].create_index(["model", "version"], unique=True)
-    db["events"].create({"id": int, "at": str, "actor": str, "action": str, "model": str,
+    db.table("versions").create_index(["model", "version"], unique=True)
+    db.table("events").create({"id": int, "at": str, "actor": str, "action": str, "model": str,
                          "version": str, "detail": str}, pk="id")
 
 
@@ -49,26 +49,26 @@ def _m003_lifecycle(db: sqlite_utils.Database) -> None:
         ("deprecation_date", "TEXT"), ("sunset_date", "TEXT"), ("successor", "TEXT"),
     ]:
         db.execute(f"ALTER TABLE versions ADD COLUMN {column} {decl}")
-    db["stage_history"].create({"id": int, "model": str, "version": str, "from_stage": str,
+    db.table("stage_history").create({"id": int, "model": str, "version": str, "from_stage": str,
                                 "to_stage": str, "at": str, "actor": str, "reason": str},
                                pk="id")
-    db["stage_history"].create_index(["model", "version"])
-    db["approvals"].create({"id": int, "model": str, "version": str, "approver": str,
+    db.table("stage_history").create_index(["model", "version"])
+    db.table("approvals").create({"id": int, "model": str, "version": str, "approver": str,
                             "at": str, "reason": str}, pk="id")
-    db["approvals"].create_index(["model", "version", "approver"], unique=True)
-    db["consumers"].create({"id": int, "name": str, "model": str, "reads": str,
+    db.table("approvals").create_index(["model", "version", "approver"], unique=True)
+    db.table("consumers").create({"id": int, "name": str, "model": str, "reads": str,
                             "contact": str, "webhook": str, "created_at": str}, pk="id")
-    db["consumers"].create_index(["name", "model"], unique=True)
-    db["holds"].create({"id": int, "model": str, "version": str, "holder": str, "reason": str,
+    db.table("consumers").create_index(["name", "model"], unique=True)
+    db.table("holds").create({"id": int, "model": str, "version": str, "holder": str, "reason": str,
                         "at": str, "released_at": str, "released_by": str}, pk="id")
-    db["retention_policies"].create({"id": int, "scope": str, "target": str,
+    db.table("retention_policies").create({"id": int, "scope": str, "target": str,
                                      "keep_deprecated": int, "delete_archived_after_days": int,
                                      "created_at": str}, pk="id")
-    db["retention_policies"].create_index(["scope", "target"], unique=True)
-    db["notices"].create({"id": int, "consumer": str, "model": str, "version": str,
+    db.table("retention_policies").create_index(["scope", "target"], unique=True)
+    db.table("notices").create({"id": int, "consumer": str, "model": str, "version": str,
                           "kind": str, "at": str, "detail": str, "delivered": int}, pk="id")
     # one row, bumped by every write that changes what should be served; the server polls it
-    db["registry_state"].create({"id": int, "generation": int}, pk="id")
+    db.table("registry_state").create({"id": int, "generation": int}, pk="id")
     db.execute("INSERT INTO registry_state (id, generation) VALUES (1, 0)")
 
 
@@ -137,6 +137,23 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def parse_time(value: str | date | datetime) -> datetime:
+    """An ISO 8601 date or date-time (or a ``date``/``datetime``) as an aware datetime,
+    its offset kept; none given means UTC. ValueError when ``value`` is not one.
+
+    The one parser of times read from the registry, settings and command lines; callers
+    turn the ValueError into their own error (400, a config error, a usage error)."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        parsed = datetime.fromisoformat(value.strip())
+    else:
+        raise ValueError(f"{value!r} is not an ISO 8601 date or time")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def open_database(path: Path) -> sqlite_utils.Database:
     """Open (creating) the registry at ``path`` in WAL mode and apply pending migrations."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +170,7 @@ def open_database(path: Path) -> sqlite_utils.Database:
 def migrate(db: sqlite_utils.Database) -> list[int]:
     """Apply the migrations not yet recorded; return the numbers applied."""
     if "_migrations" not in db.table_names():
-        db["_migrations"].create({"number": int, "name": str, "applied_at": str}, pk="number")
+        db.table("_migrations").create({"number": int, "name": str, "applied_at": str}, pk="number")
     done = {row["number"] for row in db["_migrations"].rows}
     applied = []
     for number, name, fn in MIGRATIONS:

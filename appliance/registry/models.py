@@ -18,6 +18,7 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..security.keys import KeyStore
 from ..signature import TensorSpec, specs_from_dicts
 from .db import bump_generation, now, open_database, transaction
+from .events import record_event
 from .store import ArtifactStore, StoredFile
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -104,8 +105,13 @@ class ModelRecord:
                 "versions": [v.to_dict() for v in self.versions]}
 
 
-def _version_key(version: str) -> tuple[int, int | str]:
+def version_key(version: str) -> tuple[int, int | str]:
+    """Sort key for version names: numbered versions in numeric order, then named ones."""
     return (0, int(version)) if version.isdigit() else (1, version)
+
+
+#: kept for ``appliance/dataplane.py``, which imports it privately
+_version_key = version_key
 
 
 def _row_to_version(row: dict[str, Any]) -> VersionRecord:
@@ -185,9 +191,8 @@ class Registry:
                  json.dumps([s.to_dict() for s in outputs]), f"sha256/{digest}", digest, stage,
                  at, created_by, source, precision,
                  json.dumps([v.to_dict() for v in variants or []]), backend])
-            self.db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
-                            "VALUES (?, ?, 'add', ?, ?, ?)",
-                            [at, created_by, model, version, json.dumps({"source": source})])
+            record_event(self.db, at=at, actor=created_by, action="add", model=model,
+                         version=version, detail={"source": source})
             self.db.execute("UPDATE versions SET manifest = ?, package_digest = ?, "
                             "stage_changed_at = ? WHERE model = ? AND version = ?",
                             [json.dumps(manifest or {}), package_digest, at, model, version])
@@ -197,12 +202,23 @@ class Registry:
             bump_generation(self.db)
         return self.version(model, version)
 
+    def set_manifest(self, model: str, version: str, manifest: dict[str, Any], *,
+                     actor: str, action: str, detail: dict[str, Any]) -> VersionRecord:
+        """Replace one version's manifest record, with an ``action`` event, in one
+        transaction (a signature attached to a version pushed unsigned)."""
+        with transaction(self.db):
+            self.db.execute("UPDATE versions SET manifest = ? WHERE model = ? AND version = ?",
+                            [json.dumps(manifest), model, version])
+            record_event(self.db, actor=actor, action=action, model=model, version=version,
+                         detail=detail)
+        return self.version(model, version)
+
     def versions(self, model: str | None = None) -> list[VersionRecord]:
         where, args = ("WHERE model = ?", [model]) if model else ("", [])
         cur = self.db.execute(f"SELECT * FROM versions {where} ORDER BY model, id", args)
         cols = [c[0] for c in cur.description]
         records = [_row_to_version(dict(zip(cols, row))) for row in cur.fetchall()]
-        return sorted(records, key=lambda r: (r.model, _version_key(r.version)))
+        return sorted(records, key=lambda r: (r.model, version_key(r.version)))
 
     def models(self) -> list[ModelRecord]:
         by_name: dict[str, ModelRecord] = {}

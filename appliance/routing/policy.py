@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..registry.models import _version_key as version_key
+from ..registry.models import version_key
 from ..runtime.served import ServedVersion
 
 __all__ = ["DefaultRoute", "RouteDecision", "RoutePolicy", "default_route"]

@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 
 from ..backend import Availability, Backend, LoadedModel, ModelSource
-from ..errors import InvalidModelFile
+from ..errors import BadRequest, InvalidModelFile
 from ..plugins import installed_backends
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ DEFAULT_PREFER: dict[str, list[str]] = {
 
 
 class BackendCatalog:
+    """The installed backends, their (cached) availability and the profile's order."""
+
     def __init__(self, pm: pluggy.PluginManager,
                  prefer: Mapping[str, list[str]] | None = None, profile: Any = None) -> None:
         self.pm = pm
@@ -37,6 +39,8 @@ class BackendCatalog:
         self._availability: dict[str, Availability] = {}
 
     def availability(self, backend: Backend) -> Availability:
+        """``backend.availability()``, checked once and logged; a raising check is
+        "unavailable" with the exception as the reason."""
         if backend.name not in self._availability:
             try:
                 self._availability[backend.name] = backend.availability()
@@ -50,7 +54,33 @@ class BackendCatalog:
         return self._availability[backend.name]
 
     def by_name(self, name: str) -> Backend | None:
+        """The installed backend called ``name``, or None."""
         return next((b for b in self.backends if b.name == name), None)
+
+    def require(self, name: str) -> Backend:
+        """The installed backend ``name`` (a version pinned to it); BadRequest naming
+        the installed backends when there is none."""
+        backend = self.by_name(name)
+        if backend is None:
+            raise BadRequest(f"backend {name!r} is not installed; installed backends: "
+                             f"{', '.join(b.name for b in self.backends)}")
+        return backend
+
+    def pinned(self, name: str | None, fmt: str) -> tuple[Backend | None, str]:
+        """The pinned backend ``name`` for a ``fmt`` file, if it can load it here.
+
+        ``(backend, "")`` when it is installed, claims ``fmt`` and is available;
+        ``(None, why)`` when it claims ``fmt`` but is unavailable on this box (the
+        caller's fallback policy decides); ``(None, "")`` when there is no pin, or the
+        pinned backend does not claim ``fmt`` (the profile's choice applies).
+        """
+        backend = self.by_name(name) if name else None
+        if backend is None or fmt not in backend.formats:
+            return None, ""
+        availability = self.availability(backend)
+        if availability.available:
+            return backend, ""
+        return None, f"backend {name} is unavailable here: {availability.reason}"
 
     def formats(self) -> dict[str, list[str]]:
         """format -> names of installed backends that claim it."""

@@ -1,22 +1,34 @@
 """Load one version: pick the variant (profile precision order) and the backend (profile
 order, pinned backend, GPU fallback policy), then warm it up. Every fallback is logged
-and noted on the served version; nothing falls back silently."""
+and noted on the served version; nothing falls back silently.
+
+The same path serves the runtime (:class:`~appliance.runtime.repository.ModelRepository`)
+and the CLI's promotion check (:func:`load_check`): load and warm up in a worker thread,
+bounded by ``load_timeout_s`` (:func:`load_and_warm_up`)."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from typing import TypeVar
 
 from ..backend import Backend, LoadedModel, ModelSource
-from ..errors import InvalidModelFile
-from ..registry import Registry
+from ..errors import ApplianceError, InvalidModelFile, ServiceUnavailable
+from ..registry import Registry, VersionRecord
 from .catalog import BackendCatalog
 from .placement import Placement, variant_order
 from .served import ServedVersion
+from .warmup import inputs_from_manifest, warm_up
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class VersionLoader:
+    """Loads the variants of one version with this box's placement."""
+
     def __init__(self, registry: Registry, catalog: BackendCatalog,
                  placement: Placement) -> None:
         self.registry = registry
@@ -53,18 +65,73 @@ class VersionLoader:
                       source: ModelSource) -> tuple[Backend, LoadedModel]:
         pin = served.record.backend
         options = self.placement.options
-        if pin:
-            backend = self.catalog.by_name(pin)
-            if backend is not None and source.format in backend.formats:
-                availability = self.catalog.availability(backend)
-                if availability.available:
-                    return backend, backend.load(source, options=options.get(pin, {}))
-                why = f"backend {pin} is unavailable here: {availability.reason}"
-                if self.placement.gpu_fallback != "cpu":
-                    raise InvalidModelFile(
-                        f"{why}; profile {self.placement.profile} refuses to fall back "
-                        "(gpu_fallback = 'refuse')")
-                served.notes.append(f"{why}; falling back per profile {self.placement.profile}")
-                log.warning("%s version %s: %s", served.record.model, served.record.version,
-                            served.notes[-1])
+        backend, why = self.catalog.pinned(pin, source.format)
+        if backend is not None:
+            return backend, backend.load(source, options=options.get(backend.name, {}))
+        if why:
+            if self.placement.gpu_fallback != "cpu":
+                raise InvalidModelFile(
+                    f"{why}; profile {self.placement.profile} refuses to fall back "
+                    "(gpu_fallback = 'refuse')")
+            served.notes.append(f"{why}; falling back per profile {self.placement.profile}")
+            log.warning("%s version %s: %s", served.record.model, served.record.version,
+                        served.notes[-1])
         return self.catalog.load(source, options=options)
+
+
+def reason(exc: BaseException) -> str:
+    """An exception as one line for a served version's ``reason``."""
+    return exc.message if isinstance(exc, ApplianceError) else f"{type(exc).__name__}: {exc}"
+
+
+def within_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:
+    """``fn()`` in a daemon worker thread; ServiceUnavailable (503) naming ``what`` when
+    it takes longer than ``timeout_s`` (the worker is abandoned, never joined: a hung
+    backend must not keep the process from exiting)."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # re-raised in the caller by future.result()
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="load", daemon=True).start()
+    if not wait([future], timeout=timeout_s).done:
+        raise ServiceUnavailable(f"{what} took longer than {timeout_s:g} s (load_timeout_s)")
+    return future.result()
+
+
+def load_and_warm_up(loader: VersionLoader, served: ServedVersion) -> tuple[Backend,
+                                                                             LoadedModel]:
+    """Load ``served`` with ``loader`` and warm it up on the package's declared inputs
+    (or inputs generated from the signature); ``served.warmup`` gets the timings. A
+    failing warm-up closes the model and is ServiceUnavailable."""
+    record = served.record
+    backend, model = loader.load(served)
+    try:
+        served.warmup = warm_up(model, inputs=inputs_from_manifest(record.manifest))
+    except Exception as exc:
+        model.close()
+        raise ServiceUnavailable(f"warm-up of {record.model} version {record.version} "
+                                 f"failed: {reason(exc)}") from exc
+    return backend, model
+
+
+def load_check(registry: Registry, catalog: BackendCatalog, timeout_s: float,
+               placement: Placement | None = None) -> Callable[[VersionRecord], None]:
+    """A promotion's ``loader``: load and warm up the version in this process, the way
+    the runtime does, within ``timeout_s``, then close it; raise when it does not load."""
+    loader = VersionLoader(registry, catalog, placement or Placement())
+
+    def check(record: VersionRecord) -> None:
+        served = ServedVersion.for_record(record)
+
+        def work() -> None:
+            _, model = load_and_warm_up(loader, served)
+            model.close()
+
+        within_timeout(work, timeout_s,
+                       f"loading {record.model} version {record.version} and its warm-up")
+
+    return check

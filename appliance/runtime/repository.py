@@ -10,7 +10,6 @@ neither.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -19,24 +18,19 @@ from collections.abc import Callable
 from ..errors import ApplianceError, NotFound, ServiceUnavailable
 from ..lifecycle.stages import SERVING
 from ..registry import Registry, VersionRecord
-from ..registry.models import _version_key
+from ..registry.models import version_key
 from ..routing import RoutePolicy, default_route
 from ..settings import ModelServing
 from .catalog import BackendCatalog
 from .execution import Execution
-from .loading import VersionLoader
+from .loading import VersionLoader, load_and_warm_up, reason, within_timeout
 from .placement import Placement
 from .served import ServedVersion
-from .warmup import inputs_from_manifest, warm_up
 
 log = logging.getLogger(__name__)
 
 #: computes response headers for a version (deprecation); set by the lifecycle module
 HeadersFor = Callable[[VersionRecord], dict[str, str]]
-
-
-def _reason(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, ApplianceError) else f"{type(exc).__name__}: {exc}"
 
 
 class ModelRepository:
@@ -75,7 +69,7 @@ class ModelRepository:
         try:
             self._load_with_retries(served)
         except Exception as exc:
-            served.state, served.reason = "failed", _reason(exc)
+            served.state, served.reason = "failed", reason(exc)
             log.error("model %s version %s failed to load: %s", record.model, record.version,
                       served.reason)
         return served
@@ -97,34 +91,19 @@ class ModelRepository:
                 last = exc
                 log.warning("%s version %s: load attempt %d failed: %s; retrying in %.1f s",
                             served.record.model, served.record.version, attempt,
-                            _reason(exc), delay)
+                            reason(exc), delay)
             time.sleep(delay)
             delay *= 2
         assert last is not None
         raise last
 
     def _load_once(self, served: ServedVersion) -> None:
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="load")
-        try:
-            future = pool.submit(self._load_and_warm, served)
-            try:
-                future.result(timeout=self.load_timeout_s)
-            except concurrent.futures.TimeoutError:
-                raise ServiceUnavailable(
-                    f"loading {served.record.model} version {served.record.version} took "
-                    f"longer than {self.load_timeout_s:g} s (load_timeout_s)") from None
-        finally:
-            pool.shutdown(wait=False)
+        within_timeout(lambda: self._load_and_warm(served), self.load_timeout_s,
+                       f"loading {served.record.model} version {served.record.version}")
 
     def _load_and_warm(self, served: ServedVersion) -> None:
         record = served.record
-        backend, model = self.loader.load(served)
-        try:
-            served.warmup = warm_up(model, inputs=inputs_from_manifest(record.manifest))
-        except Exception as exc:
-            model.close()
-            raise ServiceUnavailable(f"warm-up of {record.model} version {record.version} "
-                                     f"failed: {_reason(exc)}") from exc
+        backend, model = load_and_warm_up(self.loader, served)
         served.backend, served.model = backend.name, model
         cheap = served.warmup["median_us"] < self.inline_threshold_us
         served.execution = Execution(record.model, model,
@@ -236,7 +215,7 @@ class ModelRepository:
         if route is not None:
             return route.decide().served
         versions = self.versions(name)
-        return max(versions.values(), key=lambda s: _version_key(s.record.version))
+        return max(versions.values(), key=lambda s: version_key(s.record.version))
 
     def find(self, name: str, version: str | None) -> ServedVersion:
         if version is None:
@@ -246,7 +225,7 @@ class ModelRepository:
             return versions[version]
         except KeyError:
             raise NotFound(f"model {name!r} has no version {version!r}; versions: "
-                           f"{', '.join(sorted(versions, key=_version_key))}") from None
+                           f"{', '.join(sorted(versions, key=version_key))}") from None
 
     def ready_model(self, name: str, version: str | None) -> ServedVersion:
         served = self.find(name, version)

@@ -13,8 +13,8 @@ noise-perturbed copy does not (see docs/security.md).
 - TFLite: the buffers tensors reference (each buffer once);
 - OpenVINO IR: the ``.bin`` slice of each Const layer.
 
-Fingerprints of registered versions live in the ``fingerprints`` table, created here
-on first use until a registry migration owns it.
+Fingerprints of registered versions live in the registry's ``fingerprints`` table
+(migration 4; read and written through :mod:`appliance.registry.supply_chain`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ from typing import TYPE_CHECKING, Any
 from ..backend import ModelSource, detect_format
 from ..errors import BadRequest
 from ..registry import Registry, VersionRecord
-from ..registry.db import now, transaction
+from ..registry.supply_chain import (
+    fingerprint_matches,
+    fingerprints_of,
+    store_fingerprint_rows,
+)
 from . import scan
 from .crypto_store import MAGIC as ENCRYPTED_MAGIC
 
@@ -40,15 +44,6 @@ if TYPE_CHECKING:  # packages imports this module when push records fingerprints
     from ..packages.manifest import Manifest
 
 FORMATS = ("onnx", "tflite", "openvino")
-TABLE_SQL = (
-    "CREATE TABLE IF NOT EXISTS fingerprints (digest TEXT NOT NULL, model TEXT NOT NULL, "
-    "version TEXT NOT NULL, format TEXT NOT NULL, precision TEXT NOT NULL DEFAULT 'fp32', "
-    "tensors INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS fingerprints_variant "
-    "ON fingerprints (model, version, precision)",
-    "CREATE INDEX IF NOT EXISTS fingerprints_digest ON fingerprints (digest)",
-)
-
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -284,24 +279,13 @@ def package_fingerprints(root: Path, manifest: Manifest) -> dict[str, Fingerprin
     return prints
 
 
-def ensure_table(registry: Registry) -> None:
-    for sql in TABLE_SQL:
-        registry.db.execute(sql)
-
-
 def store_fingerprints(registry: Registry, model: str, version: str,
                        prints: Mapping[str, Fingerprint]) -> None:
     """Record ``prints`` (by precision) for one version in one transaction; a model
     without weights is not recorded (it would match every other weightless model)."""
-    ensure_table(registry)
-    at = now()
-    with transaction(registry.db):
-        for precision, fp in prints.items():
-            if fp.tensors:
-                registry.db.execute(
-                    "INSERT OR REPLACE INTO fingerprints (digest, model, version, format, "
-                    "precision, tensors, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [fp.digest, model, version, fp.format, precision, fp.tensors, at])
+    store_fingerprint_rows(registry.db, model, version,
+                           [(precision, fp.digest, fp.format, fp.tensors)
+                            for precision, fp in prints.items() if fp.tensors])
 
 
 def record_fingerprint(registry: Registry, record: VersionRecord, *,
@@ -333,19 +317,9 @@ def find_fingerprint(registry: Registry, fp: Fingerprint) -> list[dict[str, Any]
     deleted since (its fingerprint is kept: a copy of deleted weights is still news)."""
     if not fp.tensors:
         return []
-    ensure_table(registry)
-    rows = registry.db.execute(
-        "SELECT f.model, f.version, f.precision, f.format, f.tensors, f.created_at, v.stage "
-        "FROM fingerprints f LEFT JOIN versions v ON v.model = f.model AND "
-        "v.version = f.version WHERE f.digest = ? AND f.format = ? "
-        "ORDER BY f.model, f.version, f.precision", [fp.digest, fp.format]).fetchall()
-    keys = ("model", "version", "precision", "format", "tensors", "recorded_at", "stage")
-    return [dict(zip(keys, row)) for row in rows]
+    return fingerprint_matches(registry.db, fp.digest, fp.format)
 
 
 def version_fingerprints(registry: Registry, model: str, version: str) -> dict[str, str]:
     """The recorded fingerprint digests of one version, by precision."""
-    ensure_table(registry)
-    rows = registry.db.execute("SELECT precision, digest FROM fingerprints WHERE model = ? "
-                               "AND version = ? ORDER BY precision", [model, version])
-    return dict(rows.fetchall())
+    return fingerprints_of(registry.db, model, version)

@@ -22,10 +22,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFound
 from ..registry import Registry, VersionRecord
-from ..registry.db import transaction
 from ..registry.store import sha256_file
+from ..registry.supply_chain import sbom_text, set_sbom
 
 if TYPE_CHECKING:  # packages imports this module when push stores SBOMs
     from ..packages.manifest import Manifest
@@ -149,31 +148,16 @@ def version_sbom(record: VersionRecord,
 
 
 def stored_sbom(registry: Registry, record: VersionRecord) -> dict[str, Any] | None:
-    """The SBOM stored with the version at push time, if any: a ``versions.sbom``
-    column when the registry has one, else ``manifest["sbom"]``."""
-    if "sbom" in registry.db["versions"].columns_dict:
-        row = registry.db.execute("SELECT sbom FROM versions WHERE model = ? AND version = ?",
-                                  [record.model, record.version]).fetchone()
-        if row and row[0]:
-            sbom: dict[str, Any] = json.loads(row[0])
-            return sbom
+    """The SBOM stored with the version at push time, if any (``versions.sbom``; a
+    ``manifest["sbom"]`` kept by an older appliance is read too)."""
+    text = sbom_text(registry.db, record.model, record.version)
+    if text:
+        sbom: dict[str, Any] = json.loads(text)
+        return sbom
     found = record.manifest.get("sbom")
     return found if isinstance(found, dict) else None
 
 
 def store_sbom(registry: Registry, model: str, version: str, doc: dict[str, Any]) -> None:
-    """Keep ``doc`` with the version: in a ``versions.sbom`` column when the registry
-    has one, else under ``manifest["sbom"]`` (what :func:`stored_sbom` reads)."""
-    text = json.dumps(doc)
-    with transaction(registry.db):
-        if "sbom" in registry.db["versions"].columns_dict:
-            registry.db.execute("UPDATE versions SET sbom = ? WHERE model = ? AND version = ?",
-                                [text, model, version])
-            return
-        row = registry.db.execute("SELECT manifest FROM versions WHERE model = ? AND "
-                                  "version = ?", [model, version]).fetchone()
-        if row is None:
-            raise NotFound(f"model {model!r} has no version {version!r}")
-        manifest = {**json.loads(row[0] or "{}"), "sbom": doc}
-        registry.db.execute("UPDATE versions SET manifest = ? WHERE model = ? AND version = ?",
-                            [json.dumps(manifest), model, version])
+    """Keep ``doc`` with the version (what :func:`stored_sbom` reads)."""
+    set_sbom(registry.db, model, version, doc)
