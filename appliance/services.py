@@ -30,6 +30,7 @@ from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
 from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
+from .security.authenticator import Authenticator
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class Services:
     dataplane: DataPlane
     hardware: Hardware
 
+    #: who is calling (the ``[auth]`` checks), built with the services so a bad setting
+    #: fails at start-up
+    authenticator: Authenticator
+
     watcher: RegistryWatcher | None = None
     scheduler: Any = None
     audit: AuditRuntime | None = None
@@ -87,6 +92,8 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
                    hardware: Hardware | None = None) -> Services:
     """Discover the box, open the registry and plugins; nothing is loaded yet (see
     :func:`load_models`)."""
+    # first: a bad [auth] setting fails before anything is opened
+    authenticator = Authenticator(settings.auth, settings.host, settings.data_dir)
     pm = pm or get_plugin_manager()
     hardware = hardware or discover_hardware(settings, pm)
     placement = placement_for(hardware.match, hardware.facts, settings.data_dir)
@@ -107,7 +114,7 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
                        box_key_provider=registry.box_key_provider)
     dataplane = DataPlane(repository, auditor=audit.auditor if audit else None)
     return Services(settings, pm, registry, catalog, repository, dataplane, hardware,
-                    audit=audit)
+                    authenticator, audit=audit)
 
 
 def seed_demo_models(services: Services) -> list[str]:

@@ -18,6 +18,8 @@ import stat
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,16 +31,12 @@ from click.testing import CliRunner
 from conftest import make_services, serve
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from litestar import Litestar
-from litestar.datastructures import State
 from models import scale_model
 from onnx import TensorProto, helper, numpy_helper
 
 import appliance.cli.security  # noqa: F401  (registers `keys` and `package sign|decrypt`)
-from appliance.api.errors import EXCEPTION_HANDLERS
-from appliance.api.export import ExportController
 from appliance.cli import main
-from appliance.errors import BadRequest, ConfigError, Conflict, InvalidModelFile, Unauthorized
+from appliance.errors import BadRequest, ConfigError, Conflict, InvalidModelFile
 from appliance.packages import build_package, push_package
 from appliance.packages.archive import sign_package
 from appliance.packages.importer import import_model
@@ -65,7 +63,6 @@ from appliance.security.signing import (
     verify_manifest,
 )
 from appliance.security.trust import key_id, publishers, recipients
-from appliance.testing.server import ServerThread
 
 FEATURES = 64
 
@@ -470,21 +467,31 @@ def exported(tmp_path, registry, catalog):
     return SimpleNamespace(pkg=pkg, bob=bob, key=key, pub=pub)
 
 
-def _allow(request: Any) -> None:
-    """Stands in for the token guard, which tests/test_auth.py tests on the real app."""
+@contextmanager
+def _export_server(registry: Registry) -> Iterator[tuple[str, dict[str, str]]]:
+    """The real app, auth on, over ``registry``'s data dir, and a models:export token."""
+    import appliance_onnxruntime
 
+    from appliance.cli.tokens import mint_token
 
-def _export_app(registry: Registry, guard: Any = _allow) -> ServerThread:
-    services = SimpleNamespace(registry=registry, require_export=guard)
-    app = Litestar(route_handlers=[ExportController], exception_handlers=EXCEPTION_HANDLERS,
-                   state=State({"services": services}))
-    return ServerThread(app)
+    services = make_services(registry.data_dir, get_plugin_manager(
+        autoload=False, extra=(appliance_onnxruntime,)), auth={"mode": "on"})
+    auth = services.settings.auth
+    token, _ = mint_token(registry.data_dir, issuer=auth.local_issuer,
+                          audience=auth.local_audience, subject="exporter",
+                          scopes=["models:export"], roles=[], ttl_s=600)
+    server = serve(services)
+    try:
+        yield server.url, {"Authorization": f"Bearer {token}"}
+    finally:
+        server.stop()
 
 
 def test_export_then_recipient_decrypt_gives_back_the_original_package(
         tmp_path, registry, catalog, exported):
-    with _export_app(registry) as url:
-        r = httpx.get(f"{url}/v1/models/m/versions/1/export?recipient=bob", timeout=30)
+    with _export_server(registry) as (url, token):
+        r = httpx.get(f"{url}/v1/models/m/versions/1/export?recipient=bob", timeout=30,
+                      headers=token)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/x-tar"
     assert int(r.headers["content-length"]) == len(r.content)
@@ -512,9 +519,9 @@ def test_export_then_recipient_decrypt_gives_back_the_original_package(
 
 
 def test_recipient_cli_decrypt_and_wrong_key_refused(tmp_path, registry, exported):
-    with _export_app(registry) as url:
+    with _export_server(registry) as (url, token):
         content = httpx.get(f"{url}/v1/models/m/versions/1/export?recipient=bob",
-                            timeout=30).content
+                            timeout=30, headers=token).content
     (tmp_path / "e.tar").write_bytes(content)
     from cryptography.hazmat.primitives import serialization
     for name, key in (("bob.pem", exported.bob), ("eve.pem", X25519PrivateKey.generate())):
@@ -536,15 +543,7 @@ def test_recipient_cli_decrypt_and_wrong_key_refused(tmp_path, registry, exporte
 
 
 def test_export_checks_the_token_first_then_the_recipient(registry, exported):
-    calls: list[str] = []
-
-    def guard(request: Any) -> None:
-        calls.append(request.url.path)
-        if request.headers.get("authorization") != "Bearer export":
-            raise Unauthorized("a token with scope models:export is required")
-
-    ok = {"authorization": "Bearer export"}
-    with _export_app(registry, guard) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with _export_server(registry) as (url, ok), httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("/v1/models/nope/versions/9/export").status_code == 401
         assert http.get("/v1/models/m/versions/1/export?recipient=bob").status_code == 401
         r = http.get("/v1/models/m/versions/1/export", headers=ok)
@@ -555,7 +554,6 @@ def test_export_checks_the_token_first_then_the_recipient(registry, exported):
                         headers=ok).status_code == 404
         assert http.get("/v1/models/m/versions/1/export?recipient=bob",
                         headers=ok).status_code == 200
-    assert len(calls) == 6
 
 
 def test_a_plugin_supplied_box_key_is_used_and_no_key_file_is_written(tmp_path, catalog):

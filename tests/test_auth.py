@@ -42,7 +42,6 @@ from appliance.api.auth import (
     OPEN,
     ROUTE_SCOPES,
     ScopeGuard,
-    require_export,
     requires,
 )
 from appliance.api.errors import EXCEPTION_HANDLERS
@@ -617,13 +616,7 @@ def test_every_route_is_guarded_as_route_scopes_says(tmp_path):
                     assert key in table, f"{key} is missing from ROUTE_SCOPES"
                     guards = [g.requirement for layer in handler.ownership_layers
                               for g in (layer.guards or []) if isinstance(g, ScopeGuard)]
-                    if table[key] == EXPORT and not guards:
-                        # the export handler's first act is services.require_export(request)
-                        assert getattr(services, "require_export", None) is require_export, (
-                            f"{key} is not guarded: add guards=[requires(EXPORT)] or set "
-                            "services.require_export = appliance.api.auth.require_export")
-                    else:
-                        assert guards == ([] if table[key] == OPEN else [table[key]]), key
+                    assert guards == ([] if table[key] == OPEN else [table[key]]), key
                     checked += 1
     finally:
         services.close()

@@ -137,6 +137,9 @@ def test_hook_appliance_box_key_supplies_the_key_encryption_key(tmp_path):
 def test_trace_hooks_env_var_logs_hook_calls(monkeypatch, caplog):
     monkeypatch.setenv("APPLIANCE_TRACE_HOOKS", "1")
     pm = get_plugin_manager(autoload=False, extra=(appliance_onnxruntime,))
-    with caplog.at_level(logging.DEBUG, logger="appliance.plugins"):
-        installed_backends(pm)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="appliance.plugins"):
+            installed_backends(pm)
+    finally:
+        pm.trace.root.setwriter(None)  # type: ignore[arg-type]
     assert any("appliance_backends" in r.getMessage() for r in caplog.records)

@@ -257,9 +257,16 @@ def test_governance_api_routes(registry, add):
         before: list = [LifecycleController]
     except ImportError:  # pragma: no cover - governance routes also stand alone
         before = []
+    import appliance_onnxruntime
+    from conftest import make_services
+
+    from appliance.plugins import get_plugin_manager
+
+    services = make_services(registry.data_dir, get_plugin_manager(
+        autoload=False, extra=(appliance_onnxruntime,)))
     app = Litestar(route_handlers=[*before, *GOVERNANCE_ROUTES],
                    exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-                   state=State({"services": SimpleNamespace(registry=registry)}))
+                   state=State({"services": services}))
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         r = http.post("/v1/consumers", json={"name": "app", "model": "bc", "reads": ["y"],
                                              "contact": "a@example.com"})
@@ -280,6 +287,7 @@ def test_governance_api_routes(registry, add):
         r = http.delete("/v1/models/bc/versions/1", params={"actor": "ops", "reason": "x"})
         assert r.status_code == 200 and r.json()["stage"] == "registered"
         assert http.get("/v1/models/bc/versions/1/lineage").status_code == 404
+    services.close()
 
 
 CLI = "import appliance.cli.governance; from appliance.cli import main; main()"

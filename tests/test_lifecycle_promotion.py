@@ -290,10 +290,20 @@ def test_api_promote_approve_rollback(registry, catalog, settings, tmp_path):
     calls: list[str] = []
     repo = SimpleNamespace(preload=lambda r: calls.append(f"preload {r.version}"),
                            refresh=lambda: calls.append("refresh"))
+    import dataclasses
+
+    import appliance_onnxruntime
+    from conftest import make_services
+
+    from appliance.plugins import get_plugin_manager
+
+    real = make_services(registry.data_dir, get_plugin_manager(
+        autoload=False, extra=(appliance_onnxruntime,)))
+    # the real services with this test's settings, and a repository that records calls
+    services = dataclasses.replace(real, settings=settings, registry=registry,
+                                   repository=repo)  # type: ignore[arg-type]
     app = Litestar(route_handlers=[LifecycleController], exception_handlers=EXCEPTION_HANDLERS,
-                   state=State({"services": SimpleNamespace(settings=settings,
-                                                            registry=registry,
-                                                            repository=repo)}))
+                   state=State({"services": services}))
     with TestClient(app) as client:
         assert client.get("/v1/models").json()[0]["versions"][0]["stage"] == "registered"
         r = client.post("/v1/models/m/versions/1/promote", json={"to": "production"})
@@ -315,6 +325,7 @@ def test_api_promote_approve_rollback(registry, catalog, settings, tmp_path):
         assert shown["stage"] == "deprecated" and shown["approvals"][0]["approver"] == "bob"
         assert [h["actor"] for h in shown["stage_history"]] == ["pat", "alice", "api"]
         assert client.get("/v1/models/nope").status_code == 404
+    real.close()
 
 
 

@@ -9,6 +9,7 @@ from litestar import Controller, get
 from ..security.scopes import READ
 from .auth import requires
 from .registry_access import AnyRequest
+from .state import services_of
 
 
 class HardwareController(Controller):
@@ -18,4 +19,4 @@ class HardwareController(Controller):
     @get("/", summary="Hardware facts, the matched profile and why",
          guards=[requires(READ)])
     async def hardware(self, request: AnyRequest) -> dict[str, Any]:
-        return request.app.state.services.hardware.report()  # type: ignore[no-any-return]
+        return services_of(request).hardware.report()

@@ -19,7 +19,6 @@ from .. import __version__
 from ..security.auth_settings import auth_enabled
 from ..services import Services, load_models
 from .admin import HardwareController
-from .auth import authenticator_for, require_export
 from .errors import EXCEPTION_HANDLERS
 from .export import ExportController
 from .governance import GOVERNANCE_ROUTES
@@ -34,8 +33,6 @@ log = logging.getLogger(__name__)
 
 def create_app(services: Services, *, load_in_background: bool = True) -> InferenceFront:
     """A litestar app serving ``services``; it owns them and closes them on shutdown."""
-    authenticator_for(services)  # a bad [auth] setting fails here, not on a request
-    services.require_export = require_export  # type: ignore[attr-defined]
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

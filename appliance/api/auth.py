@@ -15,16 +15,13 @@ missing scope (RFC 6750).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 from ..audit.bridge import record_auth_failure
 from ..errors import Forbidden, Unauthorized
-from ..security.auth_settings import AuthSettings, auth_enabled, check_auth_settings
 from ..security.scopes import (
     ADMIN,
     APPROVE,
@@ -32,19 +29,18 @@ from ..security.scopes import (
     EXPORT,
     INFER,
     OPEN_DENIED,
-    OPEN_IDENTITY,
     PROMOTE,
     READ,
-    REALM,
     WRITE,
     Identity,
     can_infer,
-    header_safe,
     require,
     require_infer,
 )
-from ..security.tls import SubjectMap, client_cert_name
-from ..security.tokens import TokenValidator
+from .state import services_of
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 OPEN = "open"
 AUTHENTICATED = "authenticated"
@@ -89,70 +85,6 @@ ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _challenge(description: str | None) -> dict[str, str]:
-    if description is None:
-        return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
-    return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
-                                f'error_description="{header_safe(description)}"'}
-
-
-class Authenticator:
-    """The checks for one configuration: built once (settings errors surface then)."""
-
-    def __init__(self, auth: AuthSettings, host: str, data_dir: Path | None) -> None:
-        check_auth_settings(auth)
-        self.settings = auth
-        self.enabled = auth_enabled(auth, host)
-        self.validator = TokenValidator(auth, data_dir=data_dir)
-        self.subjects = SubjectMap(auth.mtls_subjects)
-
-    async def identify(self, authorization: str | None, scope: Mapping[str, Any], *,
-                       always: bool = False) -> Identity:
-        """The caller's identity, or Unauthorized with its challenge; ``always`` checks
-        credentials even while auth is off (for the scopes in OPEN_DENIED)."""
-        if not (self.enabled or always):
-            return OPEN_IDENTITY
-        if authorization is not None:
-            scheme, _, token = authorization.strip().partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                raise Unauthorized("the Authorization header must be \"Bearer <token>\"",
-                                   headers=_challenge("expected a Bearer token"))
-            identity = self.validator.cached(token)
-            if identity is not None:
-                return identity
-            try:
-                if self.validator.fetch_due(token):  # a JWKS fetch must not block the loop
-                    return await anyio.to_thread.run_sync(self.validator.validate, token)
-                return self.validator.validate(token)
-            except Unauthorized as exc:
-                raise Unauthorized(exc.message, headers=_challenge(exc.message)) from None
-        subject = client_cert_name(scope)
-        if subject is not None:
-            identity = self.subjects.identity(subject)
-            if identity is None:
-                raise Unauthorized(f"client certificate {subject} is not in "
-                                   "auth.mtls_subjects; add it there or send a Bearer token",
-                                   headers=_challenge(None))
-            return identity
-        raise Unauthorized("authentication required: send \"Authorization: Bearer <token>\" "
-                           "(`appliance tokens issue` mints one)", headers=_challenge(None))
-
-
-def authenticator_for(services: Any) -> Authenticator:
-    """The services' authenticator, built on first use from ``settings.auth`` unless
-    ``services.authenticator`` is set. Missing settings mean the defaults (an app state
-    without settings, in tests: auth "auto" on 127.0.0.1, so off), as ``Settings()``."""
-    found: Authenticator | None = getattr(services, "authenticator", None)
-    if found is None:
-        settings = getattr(services, "settings", None)
-        found = Authenticator(getattr(settings, "auth", None) or AuthSettings(),
-                              getattr(settings, "host", "127.0.0.1"),
-                              getattr(settings, "data_dir", None))
-        services.authenticator = found
-    return found
-
-
 def _authorization(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]]) -> str | None:
     if isinstance(headers, Mapping):
         return headers.get("authorization")
@@ -163,7 +95,7 @@ def _authorization(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]]) -
 
 
 async def authenticate(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]],
-                       scope: Any, services: Any, *, always: bool = False) -> Identity:
+                       scope: Any, services: Services, *, always: bool = False) -> Identity:
     """The caller's identity from its headers (litestar's, or raw ASGI pairs with
     lower-case names) and its TLS client certificate; Unauthorized with a challenge.
     ``always``: require credentials even while auth is off. The identity is stored in
@@ -172,11 +104,11 @@ async def authenticate(headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]
     if isinstance(identity, Identity) and not (always and identity.via == "open"):
         return identity
     try:
-        identity = await authenticator_for(services).identify(_authorization(headers), scope,
-                                                               always=always)
+        identity = await services.authenticator.identify(_authorization(headers), scope,
+                                                         always=always)
     except Unauthorized as exc:
         client = scope.get("client")
-        record_auth_failure(getattr(services, "audit", None), exc.message,
+        record_auth_failure(services.audit, exc.message,
                             client[0] if client else None, scope.get("path", ""))
         raise
     scope["user"] = identity
@@ -216,7 +148,7 @@ class ScopeGuard:
     async def __call__(self, connection: ASGIConnection, _: BaseRouteHandler | None = None
                        ) -> None:
         identity = await authenticate(connection.headers, connection.scope,
-                                      connection.app.state.services,
+                                      services_of(connection),
                                       always=self.requirement in OPEN_DENIED)
         authorize(identity, self.requirement, connection.path_params.get("name", ""))
 
@@ -227,12 +159,6 @@ class ScopeGuard:
 def requires(scope_name: str) -> ScopeGuard:
     """Guard for a route handler: ``guards=[requires("models:read")]``."""
     return ScopeGuard(scope_name)
-
-
-async def require_export(connection: ASGIConnection) -> None:
-    """401/403 unless the caller proves ``models:export``, even while auth is off (for
-    ``services.require_export``, which the export handler calls first)."""
-    await ScopeGuard(EXPORT)(connection)
 
 
 def actor_of(identity: Identity, claimed: str | None, default: str) -> str:

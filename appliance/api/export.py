@@ -3,16 +3,13 @@ still encrypted, with each file's data key sealed to a registered recipient.
 
 This is the only route that returns model bytes, and it never returns plaintext. The
 ``models:export`` token is always required, even where the loopback default runs open:
-the handler's first act is ``services.require_export(request)`` (the auth guard's), so a
+its guard (``requires(EXPORT)``; EXPORT is in ``OPEN_DENIED``) runs before the handler, so a
 missing token is a 401 before any model or recipient is looked up. ``recipient`` is read
 inside the handler, not declared as a parameter, for the same reason: a missing one must
 not be answered (400) before the token is checked.
 """
 
 from __future__ import annotations
-
-import inspect
-from typing import Any
 
 import anyio.to_thread
 from litestar import Controller, get
@@ -22,23 +19,15 @@ from litestar.response import Stream
 from ..errors import BadRequest
 from ..registry.opener import open_registry
 from ..security.export import ExportPlan, plan_export
-from .auth import require_export
+from ..security.scopes import EXPORT, Identity
+from .auth import requires
 from .registry_access import AnyRequest
-
-
-async def _require_export(request: AnyRequest) -> None:
-    """Fail closed: a token with models:export, always (even when the loopback default runs
-    open); checked before anything else is looked up."""
-    # a deployment (or a test) may put its own guard on the services; otherwise the real one
-    guard = getattr(request.app.state.services, "require_export", None) or require_export
-    outcome = guard(request)
-    if inspect.isawaitable(outcome):
-        await outcome
+from .state import services_of
 
 
 def _actor(request: AnyRequest) -> str:
-    user: Any = request.scope.get("user")
-    return str(getattr(user, "subject", None) or getattr(user, "sub", None) or "api")
+    user = request.scope.get("user")
+    return user.subject if isinstance(user, Identity) else "api"
 
 
 class ExportController(Controller):
@@ -47,15 +36,16 @@ class ExportController(Controller):
 
     @get("/{name:str}/versions/{version:str}/export",
          summary="The version's package, encrypted for a registered recipient (models:export)",
-         media_type="application/x-tar")
+         media_type="application/x-tar",
+         # fail closed: a token with models:export, always, before anything is looked up
+         guards=[requires(EXPORT)])
     async def export(self, request: AnyRequest, name: FromPath[str],
                      version: FromPath[str]) -> Stream:
-        await _require_export(request)  # first: 401/403 before anything is looked up
         recipient = request.query_params.get("recipient")
         if not recipient:
             raise BadRequest("name the recipient: ?recipient=NAME (registered with "
                              "`appliance keys add-recipient NAME PUBKEY.pem`)")
-        server_registry = request.app.state.services.registry
+        server_registry = services_of(request).registry
         actor = _actor(request)
 
         def plan() -> ExportPlan:

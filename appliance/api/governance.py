@@ -27,6 +27,7 @@ from ..lifecycle.settings import WebhookSettings
 from ..security.scopes import READ, WRITE, Identity
 from .auth import actor_of, requires
 from .registry_access import AnyRequest, with_registry
+from .state import services_of
 
 
 class ConsumerBody(msgspec.Struct, kw_only=True):
@@ -67,9 +68,7 @@ def _actor(request: AnyRequest, claimed: str | None, default: str) -> str:
 
 
 def _webhooks(request: AnyRequest) -> WebhookSettings:
-    settings = getattr(request.app.state.services, "settings", None)
-    lifecycle = getattr(settings, "lifecycle", None)
-    return lifecycle.webhooks if lifecycle is not None else WebhookSettings()
+    return services_of(request).settings.lifecycle.webhooks
 
 
 async def _fields(request: AnyRequest, *names: str) -> dict[str, str | None]:
@@ -161,7 +160,7 @@ class GovernanceController(Controller):
             r, name, version, deprecation_date=data.deprecation_date,
             sunset_date=data.sunset_date, successor=data.successor, actor=actor))
         if any(n["outbox_id"] for n in result["notices"]):
-            kick(request.app.state.services.registry.data_dir, _webhooks(request))
+            kick(services_of(request).registry.data_dir, _webhooks(request))
         return result
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar import Litestar
@@ -23,6 +23,9 @@ from litestar.types import Receive, Scope, Send
 from ..errors import ApplianceError, PayloadTooLarge
 from .auth import OPEN_DENIED, authenticate, authorize, requirement_of
 from .errors import TOO_LARGE_HINT, error_answer
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer/?$")
 #: what the two inference routes require, from the one access table (api/auth.py)
@@ -93,7 +96,7 @@ class InferenceFront:
     """An ASGI app in front of the litestar app: ``POST .../infer`` is answered here,
     everything else (and lifespan) goes to litestar."""
 
-    def __init__(self, app: Litestar, services: Any) -> None:
+    def __init__(self, app: Litestar, services: Services) -> None:
         self.litestar = app
         self.services = services
         self._shared = _shared_paths(app)

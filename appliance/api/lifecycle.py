@@ -9,7 +9,7 @@ change is committed, to ``refresh`` routing in one step.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import msgspec
@@ -22,6 +22,10 @@ from ..registry import Registry
 from ..security.scopes import APPROVE, PROMOTE, READ
 from .auth import actor_of, requires
 from .registry_access import AnyRequest, with_registry
+from .state import services_of
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 
 class PromoteBody(msgspec.Struct, kw_only=True):
@@ -44,8 +48,8 @@ class RollbackBody(msgspec.Struct, kw_only=True):
     actor: str | None = None
 
 
-def _services(request: AnyRequest) -> Any:
-    return request.app.state.services
+def _services(request: AnyRequest) -> Services:
+    return services_of(request)
 
 
 class LifecycleController(Controller):

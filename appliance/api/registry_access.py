@@ -18,6 +18,7 @@ from ..lifecycle.webhooks import remember
 from ..registry import Registry
 from ..registry.diskspace import mapping_disk_full
 from ..registry.opener import open_registry
+from .state import services_of
 
 #: litestar's Request with its parameters left open (user, auth, state)
 AnyRequest = Request[Any, Any, Any]
@@ -27,14 +28,13 @@ T = TypeVar("T")
 
 async def with_registry(request: AnyRequest, fn: Callable[[Registry], T]) -> T:
     """Run ``fn`` with a fresh connection to the served registry; closed afterwards."""
-    services = request.app.state.services
+    services = services_of(request)
     served: Registry = services.registry
     data_dir = served.data_dir
-    lifecycle = getattr(getattr(services, "settings", None), "lifecycle", None)
+    webhooks = services.settings.lifecycle.webhooks
 
     def work() -> T:
-        if lifecycle is not None:  # the outbox poller then delivers with these settings
-            remember(data_dir, lifecycle.webhooks)
+        remember(data_dir, webhooks)  # the outbox poller then delivers with these settings
         with mapping_disk_full(data_dir), open_registry(served) as registry:
             return fn(registry)
 

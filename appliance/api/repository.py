@@ -11,10 +11,11 @@ from litestar.params import FromPath
 from ..runtime.repository import ModelRepository
 from ..security.scopes import ADMIN, READ
 from .auth import requires
+from .state import services_of
 
 
 def _repo(request: Request) -> ModelRepository:
-    return request.app.state.services.repository  # type: ignore[no-any-return]
+    return services_of(request).repository
 
 
 class RepositoryController(Controller):
