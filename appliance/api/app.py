@@ -66,4 +66,4 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Infere
         debug=False,
         logging_config=None,  # the CLI configures logging; keep one format
     )
-    return InferenceFront(app, services)  # type: ignore[return-value]
+    return InferenceFront(app, services)

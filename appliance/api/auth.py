@@ -145,7 +145,8 @@ class ScopeGuard:
     def __init__(self, requirement: str) -> None:
         self.requirement = requirement
 
-    async def __call__(self, connection: ASGIConnection, _: BaseRouteHandler | None = None
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any],
+                       _: BaseRouteHandler | None = None
                        ) -> None:
         identity = await authenticate(connection.headers, connection.scope,
                                       services_of(connection),

@@ -14,6 +14,7 @@ say what to send.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
@@ -43,26 +44,26 @@ def error_answer(exc: BaseException, where: str) -> tuple[int, str, dict[str, st
                  "details"), {}
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response({"error": message}, status_code=status, headers=headers,
                     media_type=MediaType.JSON)
 
 
-def _where(request: Request) -> str:
+def _where(request: Request[Any, Any, Any]) -> str:
     return f"{request.method} {request.url.path}"
 
 
-def appliance_error(request: Request, exc: ApplianceError) -> Response:
+def appliance_error(request: Request[Any, Any, Any], exc: ApplianceError) -> Response[Any]:
     return _error(*error_answer(exc, _where(request)))
 
 
-def _has_body(request: Request) -> bool:
+def _has_body(request: Request[Any, Any, Any]) -> bool:
     headers = request.headers
     return (headers.get("content-length", "0") != "0"
             or "chunked" in headers.get("transfer-encoding", "").lower())
 
 
-def _validation_message(request: Request, exc: ValidationException) -> str:
+def _validation_message(request: Request[Any, Any, Any], exc: ValidationException) -> str:
     where = f"{request.method} {request.url.path}"
     extra = exc.extra if isinstance(exc.extra, list) else []
     if request.method in ("POST", "PUT", "PATCH") and not _has_body(request) and any(
@@ -80,7 +81,7 @@ def _validation_message(request: Request, exc: ValidationException) -> str:
     return f"invalid request to {where}: " + "; ".join(problems)
 
 
-def http_error(request: Request, exc: HTTPException) -> Response:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     detail = exc.detail or "request failed"
     if isinstance(exc, ValidationException) and exc.status_code == 400:
         return _error(400, _validation_message(request, exc), dict(exc.headers or {}))
@@ -99,7 +100,7 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return _error(exc.status_code, message, dict(exc.headers or {}))
 
 
-def nesting_error(request: Request, exc: RecursionError) -> Response:
+def nesting_error(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
     """JSON nested past the decoder's recursion limit is the client's mistake, not ours."""
     if "deserializ" not in str(exc) and "decod" not in str(exc):
         return internal_error(request, exc)
@@ -107,7 +108,7 @@ def nesting_error(request: Request, exc: RecursionError) -> Response:
                        "deeply; send a flatter document")
 
 
-def internal_error(request: Request, exc: Exception) -> Response:
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error(*error_answer(exc, _where(request)))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.types import ControllerRouterHandler
 
 from ..errors import BadRequest
 from ..lifecycle.settings import WebhookSettings
@@ -183,4 +184,5 @@ async def delete_model_version(request: AnyRequest, name: FromPath[str],
 
 
 #: register in this order, after ``LifecycleController`` (see :func:`delete_model_version`)
-GOVERNANCE_ROUTES = [ConsumerController, GovernanceController, delete_model_version]
+GOVERNANCE_ROUTES: list[ControllerRouterHandler] = [ConsumerController, GovernanceController,
+                                                  delete_model_version]

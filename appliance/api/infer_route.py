@@ -13,19 +13,24 @@ document by hand (:func:`document_infer_routes`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar import Litestar
-from litestar.types import Receive, Scope, Send
 
 from ..errors import ApplianceError, PayloadTooLarge
-from .auth import OPEN_DENIED, authenticate, authorize, requirement_of
+from ..security.scopes import OPEN_DENIED
+from .auth import authenticate, authorize, requirement_of
 from .errors import TOO_LARGE_HINT, error_answer
 
 if TYPE_CHECKING:
     from ..services import Services
+
+#: raw ASGI: the front sits below litestar, so its scopes and messages are plain dicts
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer/?$")
 #: what the two inference routes require, from the one access table (api/auth.py)
@@ -64,7 +69,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         message = await receive()
         if message["type"] == "http.disconnect":
             return b""
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         if chunk:
             size += len(chunk)
             if size > limit:
@@ -109,19 +114,19 @@ class InferenceFront:
                 return
             if scope["method"] == "OPTIONS":
                 send = self._allow_fixer(scope["path"], send)
-        await self.litestar(scope, receive, send)
+        await self.litestar(cast(Any, scope), cast(Any, receive), cast(Any, send))
 
     def _allow_fixer(self, path: str, send: Send) -> Send:
         allow = next((a for pattern, a in self._shared if pattern.match(path)), None)
         if allow is None:
             return send
 
-        async def fixed(message: Any) -> None:
+        async def fixed(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [
                     (k, allow if k.lower() == b"allow" else v) for k, v in
                     message.get("headers", [])]}
-            await send(cast(Any, message))
+            await send(message)
         return fixed
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
@@ -133,7 +138,8 @@ class InferenceFront:
                                        headers={"Allow": "POST"})
             # before the body is read: a refused caller costs no upload
             requirement = _REQUIRES[version is not None]
-            identity = await authenticate(scope["headers"], scope, self.services,
+            headers_in: list[tuple[bytes, bytes]] = scope["headers"]
+            identity = await authenticate(headers_in, scope, self.services,
                                           always=requirement in OPEN_DENIED)
             authorize(identity, requirement, name)
             limit = self.services.settings.max_body_bytes

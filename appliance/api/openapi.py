@@ -193,7 +193,7 @@ def complete_document(schema: dict[str, Any], *, auth_required: bool) -> None:
 
 def _document_ok(operation: dict[str, Any], path: str) -> None:
     if path in _V2_OK:
-        body = {"$ref": f"#/components/schemas/{_V2_OK[path]}"}
+        body: dict[str, Any] = {"$ref": f"#/components/schemas/{_V2_OK[path]}"}
     elif path in _HEALTH_OK:
         key = _HEALTH_OK[path]
         body = {"type": "object", "required": [key], "properties": {key: {"type": "boolean"}}}

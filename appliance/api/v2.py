@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import FromPath
 
 from ..dataplane import DataPlane
 from ..errors import ServiceUnavailable
 from .auth import AUTHENTICATED, MODEL_ACCESS, requires
+from .registry_access import AnyRequest
 
 
-def _plane(request: Request) -> DataPlane:
+def _plane(request: AnyRequest) -> DataPlane:
     return request.app.state.dataplane  # type: ignore[no-any-return]
 
 
-def _ready_body(request: Request, name: str, version: str | None) -> dict[str, Any]:
+def _ready_body(request: AnyRequest, name: str, version: str | None) -> dict[str, Any]:
     """503 (with ``Retry-After`` while loading) unless the version is ready: the same
     check inference makes (``ModelRepository.ready_model``)."""
     served = _plane(request).model_ready(name, version)
@@ -28,7 +29,7 @@ class ServerController(Controller):
     tags = ["server"]
 
     @get("/", summary="Server metadata", guards=[requires(AUTHENTICATED)])
-    async def metadata(self, request: Request) -> dict[str, Any]:
+    async def metadata(self, request: AnyRequest) -> dict[str, Any]:
         return _plane(request).server_metadata()
 
     @get("/health/live", summary="Liveness")
@@ -36,7 +37,7 @@ class ServerController(Controller):
         return {"live": True}
 
     @get("/health/ready", summary="Readiness: 200 once start-up model loading is done")
-    async def ready(self, request: Request) -> dict[str, Any]:
+    async def ready(self, request: AnyRequest) -> dict[str, Any]:
         if not _plane(request).ready():
             raise ServiceUnavailable("the appliance is still loading its models",
                                      headers={"Retry-After": "1"})
@@ -49,22 +50,22 @@ class ModelController(Controller):
 
     @get("/{name:str}", summary="Model metadata (default version)",
          guards=[requires(MODEL_ACCESS)])
-    async def metadata(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+    async def metadata(self, request: AnyRequest, name: FromPath[str]) -> dict[str, Any]:
         return _plane(request).model_metadata(name, None)
 
     @get("/{name:str}/versions/{version:str}", summary="Model version metadata",
          guards=[requires(MODEL_ACCESS)])
-    async def version_metadata(self, request: Request, name: FromPath[str],
+    async def version_metadata(self, request: AnyRequest, name: FromPath[str],
                                version: FromPath[str]) -> dict[str, Any]:
         return _plane(request).model_metadata(name, version)
 
     @get("/{name:str}/ready", summary="Model readiness (default version)",
          guards=[requires(MODEL_ACCESS)])
-    async def ready(self, request: Request, name: FromPath[str]) -> dict[str, Any]:
+    async def ready(self, request: AnyRequest, name: FromPath[str]) -> dict[str, Any]:
         return _ready_body(request, name, None)
 
     @get("/{name:str}/versions/{version:str}/ready", summary="Model version readiness",
          guards=[requires(MODEL_ACCESS)])
-    async def version_ready(self, request: Request, name: FromPath[str],
+    async def version_ready(self, request: AnyRequest, name: FromPath[str],
                             version: FromPath[str]) -> dict[str, Any]:
         return _ready_body(request, name, version)

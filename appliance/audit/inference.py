@@ -225,7 +225,8 @@ class InferenceAuditor:
     def _drain(self) -> None:
         queue = self._queue
         while True:
-            batch, flushes = [], []
+            batch: list[Any] = []
+            flushes: list[Any] = []
             while len(batch) < self.batch_size:
                 try:
                     item = queue.popleft()

@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS records (
 -- writer lifecycle records only: finds the last one without scanning inference rows
 CREATE INDEX IF NOT EXISTS records_writer ON records(seq)
     WHERE kind IN ('writer-start', 'writer-stop');
+-- registry events copied into the chain (bridge.py finds the last one every tick)
+CREATE INDEX IF NOT EXISTS records_model_events ON records(seq)
+    WHERE kind >= 'model.' AND kind < 'model/';
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at TEXT NOT NULL, size INTEGER NOT NULL,
     head_hash TEXT NOT NULL, payload TEXT NOT NULL, signature TEXT NOT NULL,
@@ -136,6 +139,20 @@ class Entry(NamedTuple):
 
 Sink = Callable[[Sequence[Record]], None]
 _COLUMNS = "seq, at, kind, actor, body, prev_hash, hash"
+# One statement for a whole batch: Python's sqlite3 releases the GIL around every
+# sqlite3_step, so executemany hands the GIL to the event loop (a context switch on a
+# shared core) once per row; json_each inserts the batch in one step.
+_INSERT_BATCH = (f"INSERT INTO records ({_COLUMNS}) SELECT value->>0, value->>1, value->>2, "
+                 "value->>3, value->>4, value->>5, value->>6 FROM json_each(?)")
+_ROWS = msgspec.json.Encoder()
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (in ``_COLUMNS`` order) with one statement."""
+    if len(rows) == 1:
+        conn.execute(f"INSERT INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows[0])
+    elif rows:
+        conn.execute(_INSERT_BATCH, (_ROWS.encode(rows).decode(),))
 
 
 def _check(kind: str, actor: str) -> None:
@@ -302,11 +319,10 @@ class AuditLog:
                             str(seq).encode(), b"}"))).hexdigest()
                         chunk.append((seq, at, kind, actor, body, prev, digest))
                         prev = digest
-                    conn.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES "
-                                     "(?,?,?,?,?,?,?)", chunk)
                     rows += chunk
                     if yield_every:
                         time.sleep(YIELD_S)
+                _insert(conn, rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -68,8 +68,8 @@ class ClientCertProtocol(LimitedHttpProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()  # builds self.scope for the new request
         if self._tls is not None:
-            extensions = self.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
-            extensions["tls"] = self._tls  # type: ignore[index]
+            scope = cast(dict[str, Any], self.scope)
+            scope.setdefault("extensions", {})["tls"] = self._tls
 
 
 def client_cert_name(scope: Mapping[str, Any]) -> str | None:
