@@ -2,6 +2,7 @@
 # The two commands of the README:
 #   ./dev.sh serve [appliance serve flags]   set up .venv and run the appliance (embedded default)
 #   ./dev.sh test  [pytest args]             set up .venv with test extras and run the whole suite
+#   ./dev.sh check                           ruff and mypy (CI runs them after the tests)
 # Set-up is idempotent: it reinstalls only when pyproject.toml or constraints.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,9 +41,12 @@ case "$cmd" in
   test)
     setup "$EXTRAS_TEST"
     exec "$VENV/bin/python" -m pytest "$@" ;;
+  check)
+    setup "$EXTRAS_TEST"
+    "$VENV/bin/python" -m ruff check . && exec "$VENV/bin/python" -m mypy ;;
   setup)
     setup "${1:-$EXTRAS_TEST}" ;;
   *)
-    echo "usage: ./dev.sh serve [flags] | ./dev.sh test [pytest args] | ./dev.sh setup" >&2
+    echo "usage: ./dev.sh serve [flags] | ./dev.sh test [pytest args] | ./dev.sh check | ./dev.sh setup" >&2
     exit 2 ;;
 esac

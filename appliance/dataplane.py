@@ -20,6 +20,7 @@ from .protocol.codec import (
     requested_outputs,
 )
 from .protocol.types import InferenceRequest, RequestInput
+from .registry.models import version_key
 from .runtime.repository import ModelRepository
 from .runtime.served import ServedVersion
 from .validation import check_declared_inputs, check_requested_outputs
@@ -29,8 +30,7 @@ ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/octet-stream")
 
 
 def _version_list(repo: ModelRepository, name: str) -> list[str]:
-    from .registry.models import _version_key
-    return sorted(repo.versions(name), key=_version_key)
+    return sorted(repo.versions(name), key=version_key)
 
 
 class DataPlane:

@@ -21,9 +21,9 @@ os.environ.setdefault("APPLIANCE_DISABLE_PLUGIN_AUTOLOAD", "1")
 import appliance_onnxruntime  # noqa: E402
 
 from appliance.demo import BREAST_CANCER  # noqa: E402
+from appliance.packages.importer import import_model  # noqa: E402
 from appliance.plugins import get_plugin_manager  # noqa: E402
 from appliance.protocol.codec import decode_request, encode_response  # noqa: E402
-from appliance.runtime.importer import import_model  # noqa: E402
 from appliance.services import build_services, load_models  # noqa: E402
 from appliance.settings import load_settings  # noqa: E402
 from appliance.validation import check_declared_inputs  # noqa: E402

@@ -317,7 +317,7 @@ def test_toml_syntax_error_names_the_file(tmp_path):
     assert str(bad) in err.value.message
 
 
-@pytest.mark.parametrize("text, key, what", [
+@pytest.mark.parametrize(("text", "key", "what"), [
     ('name = "x"\n[match]\nflags_all = ["avx2"]\n', "match.flags_all", "unknown key"),
     ('name = "x"\n[prefer]\nthreads = "four"\n', "prefer.threads", "Expected `int`"),
     ('name = "x"\n[match]\narch = "x86_64"\n', "match.arch", "Expected `array`"),

@@ -390,8 +390,8 @@ def test_push_onto_a_full_disk_exits_1_with_one_line_and_records_nothing(box, tm
 def test_a_full_sqlite_database_is_a_507_saying_so(tmp_path):
     conn = sqlite3.connect(tmp_path / "tiny.db")
     conn.execute("PRAGMA max_page_count = 2")  # SQLite's own "database or disk is full"
+    conn.execute("CREATE TABLE t (x BLOB)")
     with pytest.raises(sqlite3.OperationalError) as info:
-        conn.execute("CREATE TABLE t (x BLOB)")
         conn.execute("INSERT INTO t VALUES (?)", [bytes(1 << 16)])
     conn.close()
     assert is_disk_full(info.value)

@@ -135,7 +135,7 @@ def test_cache_dir_is_populated_and_reused(onnx_path: Path, tmp_path: Path) -> N
                                rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("fmt,name", [("onnx", "broken.onnx"), ("openvino", "broken.xml")])
+@pytest.mark.parametrize(("fmt", "name"), [("onnx", "broken.onnx"), ("openvino", "broken.xml")])
 def test_corrupt_file_is_invalid(backend: OpenVINOBackend, tmp_path: Path,
                                  fmt: str, name: str) -> None:
     path = tmp_path / name

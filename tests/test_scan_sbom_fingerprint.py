@@ -153,7 +153,7 @@ def clean_package(root: Path, *, factor: float = 2.0) -> Path:
 
 # -- scan: pickles -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, protocol", [("weights.bin", 4), ("weights.bin", 2),
+@pytest.mark.parametrize(("name", "protocol"), [("weights.bin", 4), ("weights.bin", 2),
                                             ("state.pkl", 5), ("notes.txt", 0)])
 def test_pickle_file_is_refused_by_its_content(tmp_path, name, protocol):
     # protocol 0 has no header: it is caught because it imports a callable
@@ -200,7 +200,7 @@ def test_onnx_external_data_inside_the_package_passes(tmp_path):
     assert report.files == ["model.data", "model.onnx"] and not report.findings
 
 
-@pytest.mark.parametrize("location, why", [
+@pytest.mark.parametrize(("location", "why"), [
     ("../../etc/passwd", "has a '..' component"),
     ("/etc/passwd", "is an absolute path"),
     ("C:\\Windows\\win.ini", "is an absolute path"),

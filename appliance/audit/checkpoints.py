@@ -105,8 +105,8 @@ def make_checkpoint(log: AuditLog) -> Checkpoint:
             if row and row[1] == size and row[2] == head:
                 conn.execute("ROLLBACK")
                 n = _number(row[4], 0)
-                return Checkpoint(*row[:4], n=n, prev=str(msgspec.json.decode(row[4]).get(
-                    "prev", GENESIS)))
+                return Checkpoint(row[0], row[1], row[2], row[3], n=n,
+                                  prev=str(msgspec.json.decode(row[4]).get("prev", GENESIS)))
             if row is None:
                 n = 1
             else:

@@ -52,7 +52,7 @@ def _prefix(name: str, dtype: np.dtype[Any], ndim: int) -> tuple[bytes, bool]:
 def _tensor_bytes(array: np.ndarray) -> bytes:
     """Little-endian C-contiguous element bytes; BYTES as u32 length + bytes each."""
     if array.dtype.kind in "OSU":
-        parts = []
+        parts: list[bytes] = []
         for item in array.ravel(order="C"):
             raw = item if isinstance(item, bytes) else str(item).encode()
             parts += (_U32.pack(len(raw)), raw)

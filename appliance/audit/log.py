@@ -372,7 +372,8 @@ class AuditLog:
     def records(self, *, since: str | None = None, until: str | None = None,
                 after_seq: int = 0, kinds: Sequence[str] | None = None) -> Iterator[Record]:
         """Records in sequence order, ``since <= at < until`` (ISO strings)."""
-        sql, args = f"SELECT {_COLUMNS} FROM records WHERE seq > ?", [after_seq]
+        sql = f"SELECT {_COLUMNS} FROM records WHERE seq > ?"
+        args: list[Any] = [after_seq]
         if since is not None:
             sql, args = sql + " AND at >= ?", [*args, since]
         if until is not None:

@@ -127,7 +127,7 @@ class LossFile:
         """Overwrite the older slot with ``pending``; False when that failed."""
         if self._fd is None:
             return False
-        rows = [[reason, kind, int(c), first, last]
+        rows: list[list[Any]] = [[reason, kind, int(c), first, last]
                 for (reason, kind), (c, first, last) in sorted(pending.items())]
         body = json.dumps({"gen": self._gen + 1, "pending": rows}).encode()
         if len(body) > SLOT - 4:  # cannot happen with the fixed reasons; keep the total

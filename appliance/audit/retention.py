@@ -96,7 +96,7 @@ def release_holds(log: AuditLog, by: str) -> list[AuditHold]:
             raise BadRequest("the audit log has no active legal hold to release")
         conn.execute("UPDATE holds SET released_at = ?, released_by = ? WHERE released_at "
                      "IS NULL", [at, by])
-        released.extend(AuditHold(*row, at, by) for row in rows)
+        released.extend(AuditHold(row[0], row[1], row[2], row[3], at, by) for row in rows)
 
     log.write([Entry("audit.release", by, {}, at)], also=update)
     return released

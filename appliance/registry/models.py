@@ -110,9 +110,6 @@ def version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
 
-#: kept for ``appliance/dataplane.py``, which imports it privately
-_version_key = version_key
-
 
 def _row_to_version(row: dict[str, Any]) -> VersionRecord:
     return VersionRecord(
