@@ -8,6 +8,7 @@ from typing import Any
 
 import pluggy
 
+from .access.authenticator import Authenticator
 from .audit.bridge import bridge_events
 from .audit.runtime import AuditRuntime, open_audit
 from .dataplane import DataPlane
@@ -30,7 +31,6 @@ from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
 from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
-from .security.authenticator import Authenticator
 from .settings import Settings
 
 log = logging.getLogger(__name__)

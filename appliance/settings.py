@@ -14,11 +14,11 @@ from typing import Any
 
 import msgspec
 
+from .access.auth_settings import AuthSettings
 from .audit.settings import AuditSettings
 from .errors import ConfigError
 from .http_limits import HttpLimits
 from .lifecycle.settings import LifecycleSettings
-from .security.auth_settings import AuthSettings
 
 
 class FreezeWindow(msgspec.Struct, kw_only=True):
@@ -78,7 +78,7 @@ class Settings(msgspec.Struct, kw_only=True):
     scheduler: bool = True
     #: seconds a model may take to load and warm up before it is marked failed
     load_timeout_s: float = 120.0
-    #: access control: tokens, scopes, TLS and mTLS (see appliance/security/auth_settings.py)
+    #: access control: tokens, scopes, TLS and mTLS (see appliance/access/auth_settings.py)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     #: encrypt stored model files at rest (AES-256-GCM data keys wrapped by the box key)
     encrypt_artifacts: bool = True

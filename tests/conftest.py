@@ -1,10 +1,10 @@
-"""Shared fixtures: real models built offline, a real registry, a real HTTP server."""
+"""Shared fixtures: a real registry, the ONNX Runtime plugin manager, the demo models on a
+real HTTP server. Helpers that are not fixtures live in ``tests/helpers``."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,23 +12,12 @@ import pytest
 os.environ.setdefault("APPLIANCE_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 import appliance_onnxruntime  # noqa: E402
+from helpers import make_services, serve  # noqa: E402
 
-from appliance.api import create_app  # noqa: E402
 from appliance.plugins import get_plugin_manager  # noqa: E402
 from appliance.registry import Registry  # noqa: E402
 from appliance.runtime.catalog import BackendCatalog  # noqa: E402
-from appliance.services import Services, build_services, seed_demo_models  # noqa: E402
-from appliance.settings import load_settings  # noqa: E402
-from appliance.testing.server import ServerThread  # noqa: E402
-
-UNSIGNED_OK = "signing_policy = {}\n"
-
-
-def unsigned_config(directory: Path) -> Path:
-    """A config file for CLI subprocesses that promote unsigned test models."""
-    path = directory / "unsigned-ok.toml"
-    path.write_text(UNSIGNED_OK)
-    return path
+from appliance.services import Services, seed_demo_models  # noqa: E402
 
 
 @pytest.fixture
@@ -49,20 +38,6 @@ def catalog(ort_plugin_manager) -> BackendCatalog:
 def ort_plugin_manager():
     """A plugin manager with only the built-ins and the ONNX Runtime backend."""
     return get_plugin_manager(autoload=False, extra=(appliance_onnxruntime,))
-
-
-def make_services(data_dir: Path, pm, **overrides) -> Services:
-    # unsigned toy models are promoted in most tests; signing has its own tests
-    base = {"data_dir": data_dir, "scheduler": False, "signing_policy": {}}
-    settings = load_settings({**base, **overrides}, environ={})
-    return build_services(settings, pm=pm)
-
-
-def serve(services: Services) -> ServerThread:
-    """Start a real server and wait until start-up model loading is done."""
-    server = ServerThread(create_app(services, load_in_background=False))
-    server.start()
-    return server
 
 
 @pytest.fixture

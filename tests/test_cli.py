@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from models import identity_model
+from helpers.models import identity_model
 
 from appliance.demo import BREAST_CANCER
 from appliance.registry import Registry

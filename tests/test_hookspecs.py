@@ -14,8 +14,8 @@ from typing import Any
 
 import appliance_onnxruntime
 import appliance_openvino
-from conftest import make_services
-from models import scale_model
+from helpers import make_services
+from helpers.models import scale_model
 
 import appliance
 from appliance import hookspecs

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_services, serve
+from helpers import ROOT, make_services, serve
 
 from appliance import hookspecs
 from appliance.packages.importer import import_model
@@ -124,7 +124,7 @@ def test_model_no_backend_loads_names_installed_formats(tmp_path, ort_plugin_man
 
 
 def test_every_hookspec_has_a_docstring_and_a_docs_entry():
-    docs = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    docs = (ROOT / "docs" / "plugins.md").read_text()
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
              if name.startswith("appliance_")]
     assert specs

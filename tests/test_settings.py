@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from appliance.errors import ConfigError
 from appliance.settings import load_settings
-
-ROOT = Path(__file__).parent.parent
 
 
 def test_layers_override_in_order(tmp_path):

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, get
 
-from ..security.scopes import READ
+from ..access.scopes import READ
 from .auth import requires
 from .registry_access import AnyRequest
 from .state import services_of

@@ -16,7 +16,7 @@ from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 
 from .. import __version__
-from ..security.auth_settings import auth_enabled
+from ..access.auth_settings import auth_enabled
 from ..services import Services, load_models
 from .admin import HardwareController
 from .errors import EXCEPTION_HANDLERS

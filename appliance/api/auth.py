@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
-from ..audit.bridge import record_auth_failure
-from ..errors import Forbidden, Unauthorized
-from ..security.scopes import (
+from ..access.scopes import (
     ADMIN,
     APPROVE,
     AUDIT_READ,
@@ -37,6 +35,8 @@ from ..security.scopes import (
     require,
     require_infer,
 )
+from ..audit.bridge import record_auth_failure
+from ..errors import Forbidden, Unauthorized
 from .state import services_of
 
 if TYPE_CHECKING:

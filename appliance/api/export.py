@@ -16,10 +16,10 @@ from litestar import Controller, get
 from litestar.params import FromPath
 from litestar.response import Stream
 
+from ..access.scopes import EXPORT, Identity
 from ..errors import BadRequest
 from ..registry.opener import open_registry
 from ..security.export import ExportPlan, plan_export
-from ..security.scopes import EXPORT, Identity
 from .auth import requires
 from .registry_access import AnyRequest
 from .state import services_of

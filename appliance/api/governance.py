@@ -23,9 +23,9 @@ from litestar import Controller, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
 
+from ..access.scopes import READ, WRITE, Identity
 from ..errors import BadRequest
 from ..lifecycle.settings import WebhookSettings
-from ..security.scopes import READ, WRITE, Identity
 from .auth import actor_of, requires
 from .registry_access import AnyRequest, with_registry
 from .state import services_of

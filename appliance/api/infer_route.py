@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 from litestar import Litestar
 
+from ..access.scopes import OPEN_DENIED
 from ..errors import ApplianceError, PayloadTooLarge
-from ..security.scopes import OPEN_DENIED
 from .auth import authenticate, authorize, requirement_of
 from .errors import TOO_LARGE_HINT, error_answer
 

@@ -16,10 +16,10 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 
+from ..access.scopes import APPROVE, PROMOTE, READ
 from ..lifecycle.gates import approvals, approve
 from ..lifecycle.promotion import current_production, promote, rollback, stage_history
 from ..registry import Registry
-from ..security.scopes import APPROVE, PROMOTE, READ
 from .auth import actor_of, requires
 from .registry_access import AnyRequest, with_registry
 from .state import services_of

@@ -8,8 +8,8 @@ import anyio.to_thread
 from litestar import Controller, post
 from litestar.params import FromPath
 
+from ..access.scopes import ADMIN, READ
 from ..runtime.repository import ModelRepository
-from ..security.scopes import ADMIN, READ
 from .auth import requires
 from .registry_access import AnyRequest
 from .state import services_of

@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from ..errors import BadRequest
+from ..registry.db import parse_time
 from . import data_dir_option, handle_errors, json_option, main, settings_from
 from . import echo_result as _echo
 
@@ -51,11 +52,10 @@ def _moment(option: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_time(value)
     except ValueError:
         raise BadRequest(f"{option} {value!r} is not an ISO 8601 date or time, e.g. "
                          "2026-01-31 or 2026-01-31T12:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _user() -> str:

@@ -23,11 +23,11 @@ def serve(ctx: click.Context, **cli: Any) -> None:
     """Serve the registered models over REST (Open Inference Protocol v2)."""
     import uvicorn
 
+    from ..access.auth_settings import open_warning
+    from ..access.tls import uvicorn_tls_kwargs
     from ..api import create_app
     from ..http_limits import raise_descriptor_limit
     from ..http_protocol import LimitedHttpProtocol
-    from ..security.auth_settings import open_warning
-    from ..security.tls import uvicorn_tls_kwargs
     from ..services import build_services, seed_demo_models
 
     settings = settings_from(ctx, **cli)

@@ -41,9 +41,9 @@ def mint_token(data_dir: Path, *, issuer: str, audience: str, subject: str,
     """A signed local token and its claims (the key is created on first use)."""
     import jwt
 
+    from ..access.scopes import check_scopes
+    from ..access.tokens import local_kid
     from ..security.keys import KeyStore
-    from ..security.scopes import check_scopes
-    from ..security.tokens import local_kid
 
     check_scopes(scopes, "--scope")
     key = KeyStore(data_dir).signing_key("tokens")
@@ -65,7 +65,7 @@ def tokens() -> None:
 
 
 def _auth(ctx: click.Context, data_dir: Path | None) -> tuple[Path, Any]:
-    from ..security.auth_settings import AuthSettings
+    from ..access.auth_settings import AuthSettings
 
     settings = settings_from(ctx, data_dir=data_dir)
     return settings.data_dir, getattr(settings, "auth", None) or AuthSettings()

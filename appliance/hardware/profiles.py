@@ -65,6 +65,7 @@ class Prefer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     #: a model pinned to a GPU backend on a box without one: run it on the CPU backends
     #: for its format (logged, shown in its metadata) or refuse to load it
     gpu_fallback: Literal["cpu", "refuse"] = "cpu"
+    #: shown in `appliance hardware`; not enforced yet (a box-wide memory budget comes later)
     model_memory_cap_mb: NonNegative = 0
     openvino: OpenVinoPrefer = msgspec.field(default_factory=OpenVinoPrefer)
     litert: LiteRTPrefer = msgspec.field(default_factory=LiteRTPrefer)

@@ -34,6 +34,7 @@ from ..errors import BadRequest, InvalidModelFile
 from ..packages.archive import _member_path
 from ..registry import Registry, VersionRecord
 from ..registry.db import now, transaction
+from ..registry.events import record_event
 from .crypto_store import (
     is_encrypted,
     open_chunks,
@@ -211,10 +212,8 @@ def _record_event(registry: Registry, record: VersionRecord, actor: str,
                   summary: dict[str, Any]) -> None:
     detail = {"recipient": summary["recipient"], "key_id": summary["recipient_key_id"]}
     with transaction(registry.db):
-        registry.db.execute("INSERT INTO events (at, actor, action, model, version, detail) "
-                            "VALUES (?, ?, 'export', ?, ?, ?)",
-                            [summary["exported_at"], actor, record.model, record.version,
-                             json.dumps(detail)])
+        record_event(registry.db, actor=actor, action="export", model=record.model,
+                     version=record.version, detail=detail, at=summary["exported_at"])
 
 
 # -- the recipient's side ----------------------------------------------------------------
