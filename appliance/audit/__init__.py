@@ -26,7 +26,8 @@ from .export import FORMATS, export, to_cef, to_jsonl, to_syslog
 from .forward import SyslogForwarder
 from .inference import InferenceAuditor
 from .keys import audit_keys, derive_signing_key, open_log
-from .log import GENESIS, AuditLog, Entry, Record, canonical_json, chain_hash
+from .log import GENESIS, AuditLog
+from .records import Entry, Record, canonical_json, chain_hash
 from .retention import (
     AuditHold,
     PruneResult,

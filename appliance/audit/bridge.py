@@ -8,6 +8,9 @@ records themselves (``body.event_id``), so a restart neither skips nor repeats o
 Between the change and the next tick (about a second) the event is in the registry only.
 
 Auth failures go through the writer's bounded queue (:func:`record_auth_failure`).
+
+SQL: this module reads the registry's append-only ``events`` table (read-only, by id)
+and the audit log's own ``records``; it writes registry tables never.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import threading
 import time
 from typing import Any
 
-from .log import AuditLog, Entry
+from .log import AuditLog
+from .records import Entry
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()

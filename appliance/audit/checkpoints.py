@@ -43,7 +43,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .log import GENESIS, AuditLog, canonical_json, encode_str, head_of, iso, now_iso
+from .log import GENESIS, AuditLog, head_of
+from .records import canonical_json, encode_str, iso, now_iso
 
 MAX_PROBLEMS = 100
 

@@ -31,7 +31,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BadRequest
-from .log import AuditLog, Record, iso
+from .log import AuditLog
+from .records import Record, iso
 
 FORMATS = ("jsonl", "cef", "syslog")
 FACILITY_LOG_AUDIT = 13

@@ -26,7 +26,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 from .export import to_cef, to_syslog
-from .log import Record
+from .records import Record
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,9 @@ import msgspec
 import numpy as np
 
 from .digest import stored_inputs, summarize, tensor_digest
-from .log import _KIND, YIELD_S, AuditLog, Entry, Record, canonical_json
+from .log import YIELD_S, AuditLog
 from .losses import Key, Losses, LossFile
+from .records import _KIND, Entry, Record, canonical_json
 from .settings import ModelAudit
 
 log = logging.getLogger(__name__)

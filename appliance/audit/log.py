@@ -26,15 +26,12 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -42,7 +39,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ..errors import BadRequest
+from .records import (
+    Entry,
+    Record,
+    canonical_json,
+    encode_str,
+    now_iso,
+    prepare,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,6 @@ SIGNING_KEY_NAME = "audit"
 #: a writer's pause between chunks: a real (if tiny) sleep, so a thread waiting for the
 #: GIL runs (``sleep(0)`` or a C call that releases it briefly takes it straight back)
 YIELD_S = 1e-6
-_KIND = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -73,70 +76,6 @@ CREATE TABLE IF NOT EXISTS holds (
     released_at TEXT, released_by TEXT);
 """
 
-_encoder = msgspec.json.Encoder(order="sorted")
-encode_str = msgspec.json.Encoder().encode
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Canonical JSON bytes of ``obj``: sorted keys, no whitespace, UTF-8."""
-    return _encoder.encode(obj)
-
-
-def envelope(seq: int, at: str, kind: str, actor: str, body: str) -> bytes:
-    """``canonical_json({seq, at, kind, actor, body})`` with ``body`` embedded verbatim."""
-    return b"".join((b'{"actor":', encode_str(actor), b',"at":', encode_str(at),
-                     b',"body":', body.encode(), b',"kind":', encode_str(kind),
-                     b',"seq":', str(seq).encode(), b"}"))
-
-
-def chain_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, body: str) -> str:
-    """The hash a record with these fields must carry."""
-    return hashlib.sha256(prev_hash.encode("ascii")
-                          + envelope(seq, at, kind, actor, body)).hexdigest()
-
-
-def now_iso() -> str:
-    """UTC now as ISO 8601 with microseconds (the format of every ``at``)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def iso(moment: datetime) -> str:
-    """``moment`` in the log's timestamp format (naive datetimes are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One committed row; ``body`` is its canonical JSON text."""
-
-    seq: int
-    at: str
-    kind: str
-    actor: str
-    body: str
-    prev_hash: str
-    hash: str
-
-    def data(self) -> Any:
-        """The body as Python objects."""
-        return msgspec.json.decode(self.body)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "at": self.at, "kind": self.kind, "actor": self.actor,
-                "body": self.data(), "prev_hash": self.prev_hash, "hash": self.hash}
-
-
-class Entry(NamedTuple):
-    """A record to append; ``at`` defaults to the commit time."""
-
-    kind: str
-    actor: str
-    body: Mapping[str, Any]
-    at: str | None = None
-
-
 Sink = Callable[[Sequence[Record]], None]
 _COLUMNS = "seq, at, kind, actor, body, prev_hash, hash"
 # One statement for a whole batch: Python's sqlite3 releases the GIL around every
@@ -153,27 +92,6 @@ def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.execute(f"INSERT INTO records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows[0])
     elif rows:
         conn.execute(_INSERT_BATCH, (_ROWS.encode(rows).decode(),))
-
-
-def _check(kind: str, actor: str) -> None:
-    if not _KIND.match(kind):
-        raise BadRequest(f"audit record kind {kind!r} is not valid: use 1-64 of a-z 0-9 . _ - "
-                         "starting with a letter or digit")
-    if not actor:
-        raise BadRequest("an audit record needs an actor (who did it)")
-
-
-def _prepare(entry: Entry) -> Entry:
-    """Check kind and actor; bring ``at`` to the log's UTC format (prune and export compare
-    timestamps as strings)."""
-    _check(entry.kind, entry.actor)
-    at = entry.at
-    if at is None or (len(at) == 32 and at.endswith("+00:00")):
-        return entry
-    try:
-        return entry._replace(at=iso(datetime.fromisoformat(at)))
-    except ValueError:
-        raise BadRequest(f"audit record time {at!r} is not ISO 8601") from None
 
 
 class AuditLog:
@@ -254,10 +172,6 @@ class AuditLog:
         must only enqueue). A sink that raises is logged and kept."""
         self._sinks.append(sink)
 
-    def remove_sink(self, sink: Sink) -> None:
-        with contextlib.suppress(ValueError):
-            self._sinks.remove(sink)
-
     # -- writing ---------------------------------------------------------------------
     def append(self, kind: str, actor: str, body: Mapping[str, Any] | None = None, *,
                at: str | None = None) -> int:
@@ -276,7 +190,7 @@ class AuditLog:
         ``also(conn, head_seq, head_hash)`` runs first inside the same transaction, for
         writes that must commit with the records (a prune and its tombstone); it may
         still fill in the entries' bodies, which are encoded after it."""
-        prepared = [_prepare(Entry(*e)) for e in entries]
+        prepared = [prepare(Entry(*e)) for e in entries]
         if also is None:  # encoded before taking the lock
             return self.write_encoded([(e.at, e.kind, e.actor, canonical_json(e.body).decode())
                                        for e in prepared])

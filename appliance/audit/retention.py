@@ -19,7 +19,8 @@ from typing import Any
 
 from ..errors import BadRequest, Conflict
 from .checkpoints import store_signed, verify
-from .log import AuditLog, Entry, iso, now_iso
+from .log import AuditLog
+from .records import Entry, iso, now_iso
 
 DEFAULT_RETENTION_YEARS = 6.0
 

@@ -36,7 +36,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import BadRequest
-from .log import AuditLog, Record
+from .log import AuditLog
+from .records import Record
 
 if TYPE_CHECKING:
     from .checkpoints import Signed, VerifyReport

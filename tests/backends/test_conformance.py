@@ -15,12 +15,8 @@ import pytest
 from helpers import ROOT
 
 from appliance.backend import Backend, ModelSource
-from appliance.testing.conformance import (
-    BUILTIN_CASES,
-    BackendConformanceTests,
-    ConformanceCase,
-    onnx_linear_case,
-)
+from appliance.testing.conformance import BackendConformanceTests, ConformanceCase
+from appliance.testing.conformance_cases import BUILTIN_CASES, onnx_linear_case
 
 #: case id -> modules it needs (the plugin packages themselves import nothing heavy)
 REQUIRES = {
