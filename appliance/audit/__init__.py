@@ -20,13 +20,13 @@ Record kinds are dotted lower-case names: ``inference``, ``gap``, ``writer-start
 Forwarders also get ``audit.checkpoint`` messages: signed checkpoints, not stored records.
 """
 
-from .checkpoints import Checkpoint, Problem, VerifyReport, make_checkpoint, verify
+from .checkpoints import Problem, VerifyReport, verify
 from .digest import summarize, tensor_digest
 from .export import FORMATS, export, to_cef, to_jsonl, to_syslog
 from .forward import SyslogForwarder
 from .inference import InferenceAuditor
 from .keys import audit_keys, derive_signing_key, open_log
-from .log import GENESIS, AuditLog
+from .log import AuditLog
 from .records import Entry, Record, canonical_json, chain_hash
 from .retention import (
     AuditHold,
@@ -39,6 +39,7 @@ from .retention import (
 )
 from .runtime import AuditRuntime, checkpoint_job, open_audit
 from .settings import AuditSettings, ForwardTarget, ModelAudit
+from .signing import GENESIS, Checkpoint, make_checkpoint
 from .witness import Witnessed, checkpoints_after, parse_witness, read_witness
 
 __all__ = [

@@ -47,11 +47,11 @@ from .records import (
     now_iso,
     prepare,
 )
+from .signing import head_of, make_checkpoint
 
 log = logging.getLogger(__name__)
 
 AUDIT_DB = "audit.db"
-GENESIS = "0" * 64
 SIGNING_KEY_NAME = "audit"
 #: a writer's pause between chunks: a real (if tiny) sleep, so a thread waiting for the
 #: GIL runs (``sleep(0)`` or a C call that releases it briefly takes it straight back)
@@ -304,7 +304,6 @@ class AuditLog:
     def close(self, *, checkpoint: bool = True) -> None:
         """Close; sign the head first if this instance appended records."""
         if checkpoint and self._wrote and self._conn is not None:
-            from .checkpoints import make_checkpoint
             try:
                 make_checkpoint(self)
             except Exception as exc:  # a full disk: the next writer signs
@@ -319,13 +318,3 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def head_of(conn: sqlite3.Connection) -> tuple[int, str]:
-    """The chain head as seen on ``conn``: the last record, else the last tombstone."""
-    row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-    if row:
-        return int(row[0]), str(row[1])
-    row = conn.execute("SELECT size, head_hash FROM checkpoints WHERE kind = 'tombstone' "
-                       "ORDER BY size DESC LIMIT 1").fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS)

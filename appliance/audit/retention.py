@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import BadRequest, Conflict
-from .checkpoints import store_signed, verify
+from .checkpoints import verify
 from .log import AuditLog
 from .records import Entry, iso, now_iso
+from .signing import store_signed
 
 DEFAULT_RETENTION_YEARS = 6.0
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .checkpoints import Checkpoint, make_checkpoint
 from .forward import SyslogForwarder
 from .inference import InferenceAuditor
 from .keys import BoxKeyProvider, audit_keys, open_log, plugin_provider
 from .log import AuditLog
 from .settings import AuditSettings
+from .signing import Checkpoint, make_checkpoint
 from .witness import as_record, checkpoints_after
 
 log = logging.getLogger(__name__)

@@ -150,7 +150,7 @@ def audit_export(ctx: click.Context, since: str | None, until: str | None, fmt: 
 @handle_errors
 def audit_checkpoint(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
     """Sign the current head of the chain now."""
-    from ..audit.checkpoints import make_checkpoint
+    from ..audit.signing import make_checkpoint
 
     cp = _with_log(ctx, data_dir, lambda log, _s: make_checkpoint(log))
     _echo(cp.to_dict(), as_json, f"checkpoint #{cp.id}: {cp.size} record(s), head "
