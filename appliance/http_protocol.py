@@ -144,6 +144,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._reserve = False  # admitted past the cap: health requests only
         self._lingering = False
         self._refusal: _Refused | None = None
+        self._max_head_bytes = self.limits.max_header_bytes
+        self._max_headers = self.limits.max_headers
 
     # ------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -208,6 +210,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             if self._timer is None:  # the body's first rate window starts now
                 self._body_bytes = 0
                 self._arm(self.limits.body_timeout_s, self._body_check)
+                # the body is still arriving: an answer sent before it is read must close
+                # the connection (see _Cycle); a request that came whole never needs it
+                if cycle.__class__ is not _Cycle and cycle.scope is self.scope:
+                    cycle.__class__ = _Cycle
+                    cycle.protocol = self  # type: ignore[attr-defined]
             self._body_bytes += len(data)
 
     # ------------------------------------------------------------ parser callbacks
@@ -226,6 +233,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         self._parsed_head += len(name) + len(value) + 4
+        if self._parsed_head + len(self.url) <= self._max_head_bytes and (
+                self._header_count <= self._max_headers):
+            super().on_header(name, value)  # the common case: two comparisons
+            return
         if self._header_count > self.limits.max_headers:
             self._refusal = _Refused(431, f"more than {self.limits.max_headers} request "
                                           "headers")
@@ -245,13 +256,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                                               "retry shortly")
                 raise self._refusal
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is None or cycle.scope is not self.scope:  # an upgrade: not ours
-            return
-        cycle.__class__ = _Cycle  # see _Cycle: an early answer closes, lingering
-        cycle.protocol = self  # type: ignore[attr-defined]
         if self._reserve:
-            cycle.keep_alive = False  # one answer per reserved slot
+            cycle = self.cycle
+            if cycle is not None and cycle.scope is self.scope:  # not an upgrade
+                cycle.keep_alive = False  # one answer per reserved slot
 
     def on_message_complete(self) -> None:
         self._cancel()
