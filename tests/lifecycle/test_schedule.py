@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -220,8 +219,6 @@ def test_a_failed_scheduled_promotion_is_recorded_not_raised(data_dir, caplog):
                for r in caplog.records)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("appliance.lifecycle.promotion") is None,
-                    reason="appliance.lifecycle.promotion is not written yet")
 def test_a_scheduled_promotion_changes_the_stage(data_dir):
     scheduler = schedule.make_scheduler(data_dir, poll_s=0.2)  # the serving process's
     scheduler.start()
