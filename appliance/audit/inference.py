@@ -43,7 +43,7 @@ import numpy as np
 from .digest import stored_inputs, summarize, tensor_digest
 from .log import YIELD_S, AuditLog
 from .losses import Key, Losses, LossFile
-from .records import _KIND, Entry, Record, canonical_json
+from .records import KIND_PATTERN, Entry, Record, canonical_json
 from .settings import ModelAudit
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,8 @@ class InferenceAuditor:
         """Queue one record of ``kind`` (an auth failure) in the same bounded queue;
         never blocks, starts no thread. False when dropped (counted for a gap record)."""
         now = time.time()
-        if len(self._queue) >= self.queue_max or not _KIND.match(kind):
-            self._losses.add("queue-full", 1, now, now, kind=kind if _KIND.match(kind)
+        if len(self._queue) >= self.queue_max or not KIND_PATTERN.match(kind):
+            self._losses.add("queue-full", 1, now, now, kind=kind if KIND_PATTERN.match(kind)
                              else "invalid")
             return False
         self._queue.append((now, kind, actor or "unknown", body))

@@ -15,7 +15,8 @@ import msgspec
 
 from ..errors import BadRequest
 
-_KIND = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: what a record kind may look like (checked on append and on the writer's queue)
+KIND_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 _encoder = msgspec.json.Encoder(order="sorted")
 encode_str = msgspec.json.Encoder().encode
@@ -82,7 +83,7 @@ class Entry(NamedTuple):
 
 
 def _check(kind: str, actor: str) -> None:
-    if not _KIND.match(kind):
+    if not KIND_PATTERN.match(kind):
         raise BadRequest(f"audit record kind {kind!r} is not valid: use 1-64 of a-z 0-9 . _ - "
                          "starting with a letter or digit")
     if not actor:

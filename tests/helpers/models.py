@@ -49,3 +49,19 @@ def scale_model(path: Path, factor: float) -> Path:
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def scale_manifest(**extra: object) -> dict:
+    """The manifest of a two-variant package of :func:`scale_model` (fp32 and int8 files
+    under ``fp32/`` and ``int8/``), without hashes; ``extra`` adds or replaces fields."""
+    return {
+        "name": "scale", "version": "1", "description": "y = 2x",
+        "variants": [
+            {"precision": "fp32", "format": "onnx", "primary": "fp32/model.onnx",
+             "files": [{"path": "fp32/model.onnx"}]},
+            {"precision": "int8", "format": "onnx", "primary": "int8/model.int8.onnx",
+             "files": [{"path": "int8/model.int8.onnx"}]}],
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+        "tags": {"owner": "ml@example.com", "sensitivity": "internal", "impact": "low"},
+        **extra}

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import ROOT
-from helpers.models import identity_model, scale_model
+from helpers.models import identity_model, scale_manifest, scale_model
 from onnx import TensorProto, helper, numpy_helper
 
 from appliance.demo import BREAST_CANCER
@@ -47,15 +47,8 @@ def cli(*args: str, data_dir: Path, env: dict[str, str] | None = None,
 
 
 def manifest_dict(name: str = "scale", version: str = "1", **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name, "version": version, "description": "y = 2x",
-        "variants": [
-            {"precision": "fp32", "format": "onnx", "primary": "fp32/model.onnx",
-             "files": [{"path": "fp32/model.onnx"}]},
-            {"precision": "int8", "format": "onnx", "primary": "int8/model.int8.onnx",
-             "files": [{"path": "int8/model.int8.onnx"}]}],
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
-        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+    return scale_manifest(**{
+        "name": name, "version": version,
         "warmup": {"generate": True},
         "golden": [{"atol": 1e-6,
                     "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2],
@@ -63,8 +56,7 @@ def manifest_dict(name: str = "scale", version: str = "1", **extra: Any) -> dict
                     "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 2],
                                  "data": [2.0, 4.0]}]}],
         "lineage": {"training_job": "job-17", "code_commit": "3f2a9c1", "parents": []},
-        "tags": {"owner": "ml@example.com", "sensitivity": "internal", "impact": "low"},
-        **extra}
+        **extra})
 
 
 def make_package(root: Path, manifest: dict[str, Any] | None = None, *,

@@ -26,7 +26,7 @@ import joblib
 import numpy as np
 import onnx
 import pytest
-from helpers.models import identity_model, scale_model
+from helpers.models import identity_model, scale_manifest, scale_model
 from onnx import TensorProto, helper, numpy_helper
 
 from appliance.errors import BadRequest
@@ -137,16 +137,7 @@ def clean_package(root: Path, *, factor: float = 2.0) -> Path:
     scale_model(root / "fp32" / "model.onnx", factor)
     (root / "int8").mkdir()
     scale_model(root / "int8" / "model.int8.onnx", factor)
-    manifest = {
-        "name": "scale", "version": "1", "description": "y = 2x",
-        "variants": [
-            {"precision": "fp32", "format": "onnx", "primary": "fp32/model.onnx",
-             "files": [{"path": "fp32/model.onnx"}]},
-            {"precision": "int8", "format": "onnx", "primary": "int8/model.int8.onnx",
-             "files": [{"path": "int8/model.int8.onnx"}]}],
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
-        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
-        "tags": {"owner": "ml@example.com", "sensitivity": "internal", "impact": "low"}}
+    manifest = scale_manifest()
     (root / "model.toml").write_text(toml_text(manifest))
     return root
 
