@@ -1,8 +1,12 @@
 """Typed settings: defaults < TOML file < ``APPLIANCE_*`` environment < CLI flags.
 
-The TOML file is named by ``--config`` or ``APPLIANCE_CONFIG``; every field below can be
-set in it at top level, e.g. ``port = 8080``. Environment variables are the field name
-upper-cased with the ``APPLIANCE_`` prefix (``APPLIANCE_DATA_DIR``).
+The TOML file is named by ``--config`` or ``APPLIANCE_CONFIG``; a file so named must
+exist. Without either, ``$CONFIGURATION_DIRECTORY/appliance.toml`` (systemd's
+``ConfigurationDirectory=``), else ``/etc/appliance/appliance.toml``, is read if it
+exists, and the defaults apply if it does not. Every field below can be set in it at top
+level, e.g. ``port = 8080``. Environment variables are the field name upper-cased with
+the ``APPLIANCE_`` prefix (``APPLIANCE_DATA_DIR``); the ``[logging]`` section has
+``APPLIANCE_LOG_LEVEL``, ``APPLIANCE_LOG_FORMAT`` and ``APPLIANCE_ACCESS_LOG``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from .audit.settings import AuditSettings
 from .errors import ConfigError
 from .http_limits import HttpLimits
 from .lifecycle.settings import LifecycleSettings
+from .logging_setup import LoggingSettings
+
+#: read when present and no file is named; its absence means the defaults
+DEFAULT_CONFIG = Path("/etc/appliance/appliance.toml")
 
 
 class FreezeWindow(msgspec.Struct, kw_only=True):
@@ -63,7 +71,10 @@ class Settings(msgspec.Struct, kw_only=True):
     profile_dirs: list[Path] = msgspec.field(default_factory=list)
     #: predict inline on the event loop when a model's warm-up latency is below this
     inline_threshold_us: int = 500
+    #: the older spelling of ``[logging] level`` (kept equal to it after loading)
     log_level: str = "info"
+    #: level, text or JSON format, access log (appliance/logging_setup.py)
+    logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     #: distinct approvers a version tagged impact=high needs before production
     approvals_required: int = 2
     #: no promotion to production inside these windows (ISO 8601 start/end, reason)
@@ -95,23 +106,62 @@ class Settings(msgspec.Struct, kw_only=True):
         return self.data_dir / "registry.db"
 
 ENV_PREFIX = "APPLIANCE_"
+#: environment variables of the ``[logging]`` section
+LOGGING_ENV = {"APPLIANCE_LOG_FORMAT": "format", "APPLIANCE_ACCESS_LOG": "access_log"}
 
 
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in Settings.__struct_fields__:
         key = ENV_PREFIX + field.upper()
-        if key in environ:
+        if key in environ and field != "logging":
             out[field] = environ[key]
+    section = {name: environ[key] for key, name in LOGGING_ENV.items() if key in environ}
+    if section:
+        out["logging"] = section
     return out
 
 
-def _from_file(path: Path) -> dict[str, Any]:
+def _fold_logging(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer's top-level ``log_level`` is ``[logging] level`` unless that is given too."""
+    if layer.get("log_level") is not None and isinstance(layer.get("logging", {}), dict):
+        layer["logging"] = {"level": layer["log_level"], **layer.get("logging", {})}
+    return layer
+
+
+def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    """``into.update(layer)``, merging a section (a dict) key by key."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            into[key] = {**into[key], **value}
+        else:
+            into[key] = value
+
+
+def _named_config(config: Path | None, environ: dict[str, str]) -> tuple[Path | None, str]:
+    """The file to read and what named it; a default file that is absent is None."""
+    if config is not None:
+        return config, "--config or APPLIANCE_CONFIG"
+    if environ.get("APPLIANCE_CONFIG"):
+        return Path(environ["APPLIANCE_CONFIG"]), "APPLIANCE_CONFIG"
+    default = (Path(environ["CONFIGURATION_DIRECTORY"].split(":")[0]) / "appliance.toml"
+               if environ.get("CONFIGURATION_DIRECTORY") else DEFAULT_CONFIG)
+    return (default, "") if default.exists() else (None, "")
+
+
+def _from_file(path: Path, named_by: str = "") -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        hint = (f" (named by {named_by}): create it, or name no file to use the "
+                "defaults") if named_by else ""
+        raise ConfigError(f"config file {path} does not exist{hint}") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable by uid {os.getuid()}: let "
+                          "this user read it (e.g. chgrp appliance, chmod 0640)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; name the file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - set(Settings.__struct_fields__))
@@ -132,16 +182,22 @@ def load_settings(cli: dict[str, Any] | None = None, *, config: Path | None = No
     """Merge the layers and validate types; a bad value is a ConfigError naming the key."""
     environ = dict(os.environ) if environ is None else environ
     merged: dict[str, Any] = {}
-    config = config or (Path(environ["APPLIANCE_CONFIG"]) if environ.get("APPLIANCE_CONFIG")
-                        else None)
-    if config is not None:
-        merged.update(_from_file(config))
-    merged.update(_from_env(environ))
-    merged.update({k: v for k, v in (cli or {}).items() if v is not None})
+    path, named_by = _named_config(config, environ)
+    if path is not None:
+        _merge(merged, _fold_logging(_from_file(path, named_by)))
+    _merge(merged, _fold_logging(_from_env(environ)))
+    _merge(merged, _fold_logging({k: v for k, v in (cli or {}).items() if v is not None}))
     try:
         settings = msgspec.convert(merged, Settings, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"invalid setting: {exc}") from None
+        where = f" (from {path}, APPLIANCE_* or a flag)" if path is not None else ""
+        raise ConfigError(f"invalid setting: {exc}{where}") from None
+    problem = settings.logging.problem()
+    if problem:
+        raise ConfigError(problem)
+    settings.logging.level = (settings.logging.level or settings.log_level).lower()
+    settings.logging.format = settings.logging.format.lower()
+    settings.log_level = settings.logging.level
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {settings.port}")
     if settings.max_body_bytes < 1024:

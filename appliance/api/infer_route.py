@@ -4,7 +4,7 @@ A litestar ``@post`` handler costs ~40-50 µs per request in routing, signature 
 request and response objects (measured: 173-219 µs of server CPU per request against
 91-121 µs for a bare litestar handler returning a constant); for a model that predicts
 in 8 µs that decides the race. The front matches ``POST /v2/models/{name}[/versions/{v}]
-/infer``, reads the body and three headers straight from the ASGI scope, calls the data
+/infer``, reads the body and four headers straight from the ASGI scope, calls the data
 plane and sends the bytes, with the same ``{"error": ...}`` answers as the rest of the
 API. Every other route, and lifespan, is litestar's. The routes are added to the OpenAPI
 document by hand (:func:`document_infer_routes`).
@@ -23,6 +23,7 @@ from ..access.scopes import OPEN_DENIED
 from ..errors import ApplianceError, PayloadTooLarge
 from .auth import authenticate, authorize, requirement_of
 from .errors import TOO_LARGE_HINT, error_answer
+from .request_id import accepted_request_id, echoing, find_request_id
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -41,9 +42,11 @@ _REQUIRES = {False: requirement_of("POST", "/v2/models/{name}/infer"),
 class MethodNotAllowed(ApplianceError):
     status = 405
 
+#: the headers the front reads (one dict lookup per request header); X-Request-Id is echoed
 _WANTED = {b"content-type": "content_type",
            b"inference-header-content-length": "header_length",
-           b"x-request-timeout-ms": "timeout_ms"}
+           b"x-request-timeout-ms": "timeout_ms",
+           b"x-request-id": "request_id"}
 
 
 def _check_declared_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
@@ -114,6 +117,9 @@ class InferenceFront:
                 return
             if scope["method"] == "OPTIONS":
                 send = self._allow_fixer(scope["path"], send)
+            request_id = find_request_id(scope["headers"])
+            if request_id is not None:
+                send = echoing(send, accepted_request_id(request_id))
         await self.litestar(cast(Any, scope), cast(Any, receive), cast(Any, send))
 
     def _allow_fixer(self, path: str, send: Send) -> Send:
@@ -131,6 +137,12 @@ class InferenceFront:
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
                      version: str | None) -> None:
+        kwargs: dict[str, Any] = {}
+        for key, value in scope["headers"]:
+            field = _WANTED.get(key)
+            if field is not None:
+                kwargs[field] = value.decode("latin-1")
+        request_id = kwargs.pop("request_id", None)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on "
@@ -144,11 +156,6 @@ class InferenceFront:
             authorize(identity, requirement, name)
             limit = self.services.settings.max_body_bytes
             _check_declared_length(scope["headers"], limit)
-            kwargs: dict[str, Any] = {}
-            for key, value in scope["headers"]:
-                field = _WANTED.get(key)
-                if field is not None:
-                    kwargs[field] = value.decode("latin-1")
             body = await _read_body(receive, limit)
             client = scope.get("client")
             caller = identity.subject if identity.via != "open" else (
@@ -163,6 +170,8 @@ class InferenceFront:
         raw = [(b"content-type", media.encode()),
                (b"content-length", str(len(content)).encode())]
         raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if request_id is not None:
+            raw.append((b"x-request-id", accepted_request_id(request_id).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": content})
 
@@ -178,6 +187,10 @@ def _operation(with_version: bool) -> dict[str, Any]:
         {"name": "X-Request-Timeout-Ms", "in": "header", "required": False,
          "description": "deadline for this request in ms (overrides the model's timeout_ms)",
          "schema": {"type": "integer", "minimum": 0}},
+        {"name": "X-Request-Id", "in": "header", "required": False,
+         "description": "echoed on the response: 1-128 visible ASCII characters, any other "
+                        "value is replaced by a fresh id (docs/operations.md)",
+         "schema": {"type": "string", "maxLength": 128}},
         {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
          "description": "binary tensor extension: length of the JSON header at the start "
                         "of an application/octet-stream body",

@@ -18,20 +18,22 @@ from typing import Any
 
 import click
 
+from ..datadir import check_data_dir, permission_error
 from ..errors import ApplianceError
+from ..logging_setup import setup_logging as setup_logging
 from ..settings import Settings, load_settings
 
 log = logging.getLogger("appliance")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def settings_from(ctx: click.Context, **cli: Any) -> Settings:
+    """The settings for a command; a command that takes ``--data-dir`` opens the data
+    directory, so it is checked here (writable by this user, or creatable)."""
     config = ctx.obj.get("config") if ctx.obj else None
-    return load_settings(cli, config=config)
+    settings = load_settings(cli, config=config)
+    if "data_dir" in cli:
+        check_data_dir(settings.data_dir)
+    return settings
 
 
 def echo_result(result: Any, as_json: bool, text: str) -> None:
@@ -47,16 +49,21 @@ def _fail(message: str, as_json: bool) -> None:
     sys.exit(1)
 
 
+def _data_dir(kwargs: dict[str, Any]) -> Path:
+    return Path(kwargs.get("data_dir") or os.environ.get("APPLIANCE_DATA_DIR") or "var")
+
+
 def _where(exc: BaseException, kwargs: dict[str, Any]) -> Path:
     """The directory a failed write was for: the file's, else the data directory."""
     filename = getattr(exc, "filename", None)
     if filename:
         return Path(filename).parent
-    return Path(kwargs.get("data_dir") or os.environ.get("APPLIANCE_DATA_DIR") or "var")
+    return _data_dir(kwargs)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ApplianceError, and a full disk, into a clear message and exit code 1."""
+    """Turn ApplianceError, a full disk and a data directory this user may not write
+    into a clear message and exit code 1."""
     from ..registry.diskspace import is_disk_full, storage_error
 
     @functools.wraps(fn)
@@ -66,9 +73,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ApplianceError as exc:
             _fail(exc.message, bool(kwargs.get("as_json")))
         except (OSError, sqlite3.OperationalError) as exc:
-            if not is_disk_full(exc):
+            as_json = bool(kwargs.get("as_json"))
+            if is_disk_full(exc):
+                _fail(storage_error(exc, _where(exc, kwargs)).message, as_json)
+            denied = permission_error(exc, _data_dir(kwargs))
+            if denied is None:
                 raise
-            _fail(storage_error(exc, _where(exc, kwargs)).message, bool(kwargs.get("as_json")))
+            _fail(denied.message, as_json)
 
     return wrapper
 
@@ -94,6 +105,7 @@ def _register_commands() -> None:
     # imported for their @main.command side effects
     from . import (  # noqa: F401
         audit,
+        bundle,
         governance,
         hardware,
         lifecycle,

@@ -28,11 +28,14 @@ def package_build(src_dir: Path, out: Path, as_json: bool) -> None:
     """Check SRC_DIR against its manifest and write a byte-for-byte reproducible .tar.
 
     Missing sha256/size fields are computed and written into the archived manifest; a
-    wrong one, an unlisted file or a symlink is refused.
+    wrong one, an unlisted file or a symlink is refused. On a terminal (and without
+    --json) a progress bar on stderr shows each step.
     """
     from ..packages import build_package, load_manifest
+    from ..packages.progress import progress_for
 
-    digest = build_package(src_dir, out)
+    with progress_for(as_json) as progress:
+        digest = build_package(src_dir, out, progress=progress)
     manifest = load_manifest(src_dir, require_hashes=False)
     if as_json:
         click.echo(json.dumps({"path": str(out), "sha256": digest, "size": out.stat().st_size,
@@ -55,9 +58,11 @@ def models_push(ctx: click.Context, pkg: Path, actor: str | None, data_dir: Path
 
     Pushing the same package again is a no-op; a different package with the same name
     and version is refused. A compressed archive is refused; the files may total at most
-    lifecycle.packages.max_extract_bytes and must leave free_reserve_bytes free.
+    lifecycle.packages.max_extract_bytes and must leave free_reserve_bytes free. On a
+    terminal (and without --json) a progress bar on stderr shows each step.
     """
     from ..packages import push_package
+    from ..packages.progress import progress_for
     from ..plugins import get_plugin_manager
     from ..registry.opener import open_registry
     from ..runtime.catalog import BackendCatalog
@@ -65,11 +70,11 @@ def models_push(ctx: click.Context, pkg: Path, actor: str | None, data_dir: Path
     logging.basicConfig(level="WARNING")
     settings = settings_from(ctx, data_dir=data_dir)
     limits = settings.lifecycle.packages
-    with open_registry(settings) as registry:
+    with open_registry(settings) as registry, progress_for(as_json) as progress:
         by = actor or os.environ.get("USER") or "cli"
         record = push_package(registry, BackendCatalog(get_plugin_manager()), pkg, actor=by,
                               max_bytes=limits.max_extract_bytes,
-                              reserve_bytes=limits.free_reserve_bytes)
+                              reserve_bytes=limits.free_reserve_bytes, progress=progress)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:

@@ -20,10 +20,21 @@ from .facts import HardwareFacts
 
 log = logging.getLogger(__name__)
 
+
+def bundled_profile_dir() -> Path:
+    """Where the shipped profiles are: ``APPLIANCE_PROFILES_DIR`` if set (e.g. in a
+    container image), else the package data installed with ``appliance`` (``_profiles``,
+    built from the checkout's ``hardware_profiles/``), else a checkout's directory."""
+    if os.environ.get("APPLIANCE_PROFILES_DIR"):
+        return Path(os.environ["APPLIANCE_PROFILES_DIR"])
+    package = Path(__file__).resolve().parents[1]
+    candidates = (package / "_profiles", package.parent / "hardware_profiles")
+    # a missing directory is reported by the loader, naming where it looked first
+    return next((d for d in candidates if d.is_dir()), candidates[0])
+
+
 #: the profiles shipped with the appliance
-#: (APPLIANCE_PROFILES_DIR moves them, e.g. in a container image)
-BUNDLED_PROFILE_DIR = Path(os.environ.get("APPLIANCE_PROFILES_DIR") or
-                           Path(__file__).resolve().parents[2] / "hardware_profiles")
+BUNDLED_PROFILE_DIR = bundled_profile_dir()
 Precision = Literal["fp32", "fp16", "bf16", "int8", "int4"]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Names = Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)]

@@ -28,9 +28,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..errors import BadRequest
 from ..registry.diskspace import check_free, is_disk_full, mapping_disk_full
-from ..registry.store import CHUNK, sha256_file
+from ..registry.store import CHUNK, OnBytes, sha256_file
 from ..security.signing import SIGNATURE_NAME, parse_signature, sign_manifest
 from .manifest import MANIFEST_NAMES, dump_manifest, find_manifest, load_manifest
+from .progress import SILENT, Progress
 
 #: default limit on the total size of the files in an archive being extracted
 MAX_EXTRACT_BYTES = 64 << 30
@@ -67,9 +68,11 @@ def _tarinfo(name: str, *, size: int = 0, directory: bool = False) -> tarfile.Ta
     return info
 
 
-def complete_manifest(src_dir: Path) -> tuple[str, bytes, dict[str, int], bool]:
+def complete_manifest(src_dir: Path, progress: Progress = SILENT
+                      ) -> tuple[str, bytes, dict[str, int], bool]:
     """Check ``src_dir`` against its manifest: (manifest file name, the complete manifest
-    bytes, size of each listed file, whether sha256/size had to be filled in)."""
+    bytes, size of each listed file, whether sha256/size had to be filled in). Files are
+    hashed a chunk at a time (``progress``: the step "hashing")."""
     if not src_dir.is_dir():
         raise BadRequest(f"{src_dir} is not a directory: give the package directory "
                          "(the one holding model.toml)")
@@ -84,12 +87,14 @@ def complete_manifest(src_dir: Path) -> tuple[str, bytes, dict[str, int], bool]:
                          "list them under a variant's files or remove them")
     filled = False
     sizes: dict[str, int] = {}
+    progress.step("hashing", sum((src_dir / p).stat().st_size for p in listed
+                                 if p in on_disk))
     for variant in manifest.variants:
         for entry in variant.files:
             path = src_dir / entry.path
             if entry.path not in on_disk:
                 raise BadRequest(f"{entry.path} is listed in {mname} but is not in {src_dir}")
-            digest, size = sha256_file(path), path.stat().st_size
+            digest, size = sha256_file(path, progress.advance), path.stat().st_size
             for field, actual in (("sha256", digest), ("size", size)):
                 declared = getattr(entry, field)
                 if declared is None:
@@ -141,10 +146,24 @@ def _signature(src_dir: Path, mname: str, data: bytes, filled: bool) -> bytes | 
     return sig
 
 
-def build_package(src_dir: Path, out: Path) -> str:
+class _Counted:
+    """A file read through, telling ``on_bytes`` what was read (a progress bar)."""
+
+    def __init__(self, f: IO[bytes], on_bytes: OnBytes) -> None:
+        self._f, self._on_bytes = f, on_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._on_bytes(len(data))
+        return data
+
+
+def build_package(src_dir: Path, out: Path, *, progress: Progress = SILENT) -> str:
     """Check ``src_dir`` against its manifest and write the archive ``out``; return the
-    archive's sha256. Building the same directory twice gives the same bytes."""
-    mname, data, sizes, filled = complete_manifest(src_dir)
+    archive's sha256. Building the same directory twice gives the same bytes. Files
+    stream through hashing and archiving a chunk at a time, whatever their size;
+    ``progress`` is told the steps (hashing, archiving, digest) and their bytes."""
+    mname, data, sizes, filled = complete_manifest(src_dir, progress)
     sig = _signature(src_dir, mname, data, filled)
     extra = {mname: data, **({SIGNATURE_NAME: sig} if sig is not None else {})}
     dirs = {p.as_posix() for name in sizes for p in Path(name).parents if p != Path(".")}
@@ -155,6 +174,8 @@ def build_package(src_dir: Path, out: Path) -> str:
     try:
         with os.fdopen(fd, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                tar.copybufsize = CHUNK  # type: ignore[attr-defined]
+                progress.step("archiving", sum(sizes.values()))
                 for name in names:
                     try:
                         if name in dirs:
@@ -164,12 +185,14 @@ def build_package(src_dir: Path, out: Path) -> str:
                                         io.BytesIO(extra[name]))
                         else:
                             with (src_dir / name).open("rb") as f:
-                                tar.addfile(_tarinfo(name, size=sizes[name]), f)
+                                tar.addfile(_tarinfo(name, size=sizes[name]),
+                                            _Counted(f, progress.advance))
                     except ValueError as exc:  # e.g. a name too long for ustar
                         raise BadRequest(f"{name}: cannot be archived: {exc}") from None
             raw.flush()
             os.fsync(raw.fileno())
-        digest = sha256_file(tmp)
+        progress.step("digest", tmp.stat().st_size)
+        digest = sha256_file(tmp, progress.advance)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -282,7 +305,8 @@ def _declared_sizes(tar: tarfile.TarFile, plan: list[tuple[str, tarfile.TarInfo]
     return allowed
 
 
-def _write(src: IO[bytes], target: Path, limit: int, name: str) -> None:
+def _write(src: IO[bytes], target: Path, limit: int, name: str,
+           on_bytes: OnBytes) -> None:
     written = 0
     with src, target.open("xb") as out:
         while chunk := src.read(CHUNK):
@@ -291,10 +315,11 @@ def _write(src: IO[bytes], target: Path, limit: int, name: str) -> None:
                 raise BadRequest(f"archive member {name!r} holds more than the {limit} "
                                  "bytes declared")
             out.write(chunk)
+            on_bytes(len(chunk))
 
 
 def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYTES,
-                 reserve_bytes: int = 0) -> list[str]:
+                 reserve_bytes: int = 0, progress: Progress = SILENT) -> list[str]:
     """Extract the package archive ``tar_path`` into ``dest``; return the relative paths.
 
     Nothing is written until every check passed: a compressed archive is refused (a
@@ -303,7 +328,8 @@ def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYT
     ``max_bytes``); the manifest is read and parsed, and a member it does not list, or
     whose size differs from the declared one, is refused; and the files must fit on the
     disk leaving ``reserve_bytes`` free (507 otherwise). Refusals are BadRequests naming
-    the member; a disk that fills up anyway is InsufficientStorage.
+    the member; a disk that fills up anyway is InsufficientStorage. Members are copied
+    a chunk at a time (``progress``: the step "extracting").
     """
     _refuse_compressed(tar_path)
     try:
@@ -315,6 +341,7 @@ def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYT
         allowed = _declared_sizes(tar, plan, tar_path)
         total = sum(m.size for _, m in plan if m.isreg())
         check_free(dest, total, reserve_bytes)
+        progress.step("extracting", total)
         files = []
         with mapping_disk_full(dest, needed=total):
             for rel, member in plan:
@@ -326,7 +353,8 @@ def safe_extract(tar_path: Path, dest: Path, *, max_bytes: int = MAX_EXTRACT_BYT
                     target.parent.mkdir(parents=True, exist_ok=True)
                     src = tar.extractfile(member)
                     assert src is not None  # a regular file always has a payload
-                    _write(src, target, min(member.size, allowed[rel]), member.name)
+                    _write(src, target, min(member.size, allowed[rel]), member.name,
+                           progress.advance)
                 except (OSError, tarfile.TarError) as exc:
                     if is_disk_full(exc):
                         raise

@@ -26,7 +26,8 @@ staging directories are removed on the way out):
 
 A crash between 6 and 7 leaves content-addressed directories no row points at: they are
 harmless, and the next push of the same package reuses them. Leftovers in
-``.staging`` are removed at server start-up (``ArtifactStore.clean_staging``).
+``.staging`` are removed at server start-up and before the next push
+(``ArtifactStore.clean_staging``; a push in progress holds a lease that keeps its own).
 
 Test hook: with ``APPLIANCE_TEST_CRASH_AT`` set to one of :data:`CRASH_STEPS` the process
 SIGKILLs itself at that step (``before-commit`` is inside the transaction, just before
@@ -38,10 +39,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import signal
 import sqlite3
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -57,6 +56,7 @@ from ..security.signing import SIGNATURE_NAME, verify_package_signature
 from ..signature import TensorSpec
 from .archive import MAX_EXTRACT_BYTES, list_files, safe_extract
 from .manifest import Manifest, TensorDecl, find_manifest, load_manifest
+from .progress import SILENT, Progress
 from .staging import StagedVariant, model_files, stage_variant
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,18 @@ def _check_parents(registry: Registry, manifest: Manifest) -> None:
                            f"{parent.version}): {exc.message}; push the parent first") from None
 
 
-def _verify_files(root: Path, manifest: Manifest, mname: str) -> None:
+def _verify_files(root: Path, manifest: Manifest, mname: str, progress: Progress) -> None:
     listed = {e.path: e for v in manifest.variants for e in v.files}
     on_disk = set(list_files(root))
     unlisted = sorted(on_disk - set(listed) - {mname, SIGNATURE_NAME})
     if unlisted:
         raise BadRequest(f"the package holds files not listed in {mname}: {', '.join(unlisted)}")
+    missing = sorted(set(listed) - on_disk)
+    if missing:
+        raise BadRequest(f"{missing[0]} is listed in {mname} but missing from the package")
+    progress.step("verifying", sum((root / p).stat().st_size for p in listed))
     for path, entry in listed.items():
-        if path not in on_disk:
-            raise BadRequest(f"{path} is listed in {mname} but missing from the package")
-        digest, size = plain_facts(root / path)
+        digest, size = plain_facts(root / path, progress.advance)
         if size != entry.size:
             raise BadRequest(f"{path}: size mismatch: {mname} says {entry.size} bytes, the "
                              f"file has {size} (the package is damaged or was changed)")
@@ -130,7 +132,7 @@ def _verify_files(root: Path, manifest: Manifest, mname: str) -> None:
 
 
 def _stage_declared(registry: Registry, catalog: BackendCatalog, root: Path,
-                    manifest: Manifest, index: int) -> StagedVariant:
+                    manifest: Manifest, index: int, progress: Progress) -> StagedVariant:
     """Check variant ``index``'s declaration against its files, then stage and load it
     (:func:`~appliance.packages.staging.stage_variant`) and compare signatures."""
     decl = manifest.variants[index]
@@ -150,7 +152,8 @@ def _stage_declared(registry: Registry, catalog: BackendCatalog, root: Path,
                          "variant's files are stored side by side in one directory")
     staged = stage_variant(registry, catalog, precision=decl.precision, fmt=fmt,
                            primary=root / decl.primary, files=[root / p for p in paths],
-                           expected=[(e.path, e.sha256) for e in decl.files])
+                           expected=[(e.path, e.sha256) for e in decl.files],
+                           progress=progress)
     diff = (signature_diff("input", manifest.inputs, staged.inputs)
             + signature_diff("output", manifest.outputs, staged.outputs))
     if diff:
@@ -215,34 +218,43 @@ def _security_review(root: Path, pkg: Path, policy: ScanPolicy | None) -> None:
 
 def push_package(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
                  max_bytes: int = MAX_EXTRACT_BYTES, reserve_bytes: int = 0,
-                 scan_policy: ScanPolicy | None = None) -> VersionRecord:
+                 scan_policy: ScanPolicy | None = None,
+                 progress: Progress = SILENT) -> VersionRecord:
     """Install the package ``pkg`` (a ``.tar`` or a package directory) as one version.
 
     Pushing the same package again returns the existing record; a different package for
     the same name and version is a Conflict (409). ``scan_policy`` tunes the security
     review (default :class:`ScanPolicy`). ``max_bytes`` bounds the files extracted;
     a push that would leave less than ``reserve_bytes`` free on the data disk, or that
-    fills it, is InsufficientStorage (507) and leaves nothing behind.
+    fills it, is InsufficientStorage (507) and leaves nothing behind. Files stream
+    through extraction, hashing, encryption and the store a chunk at a time, and a
+    large ONNX variant is load-checked without its weights (:mod:`.weightless`): memory
+    stays bounded whatever the package's size. ``progress`` is told each step and its
+    bytes. Leftovers of pushes that died are removed first
+    (:meth:`~appliance.registry.store.ArtifactStore.clean_staging`).
     """
     if not pkg.exists():
         raise BadRequest(f"{pkg} does not exist: give a package archive (.tar) built with "
                          "`appliance package build`, or a package directory")
     with mapping_disk_full(registry.data_dir):
+        registry.store.clean_staging()
         return _push(registry, catalog, pkg, actor=actor, max_bytes=max_bytes,
-                     reserve_bytes=reserve_bytes, scan_policy=scan_policy)
+                     reserve_bytes=reserve_bytes, scan_policy=scan_policy,
+                     progress=progress)
 
 
 def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
-          max_bytes: int, reserve_bytes: int, scan_policy: ScanPolicy | None) -> VersionRecord:
-    registry.store.staging.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="pkg-", dir=registry.store.staging))
+          max_bytes: int, reserve_bytes: int, scan_policy: ScanPolicy | None,
+          progress: Progress) -> VersionRecord:
+    work = registry.store.staging_dir("pkg-")
     staged_dirs: list[Path] = []
     try:
         root = pkg
         if not pkg.is_dir():
             root = work / "package"
             root.mkdir()
-            safe_extract(pkg, root, max_bytes=max_bytes, reserve_bytes=reserve_bytes)
+            safe_extract(pkg, root, max_bytes=max_bytes, reserve_bytes=reserve_bytes,
+                         progress=progress)
         _crash_point("after-extract")
         mpath = find_manifest(root)
         mbytes = mpath.read_bytes()
@@ -256,8 +268,10 @@ def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
                                          signature, actor)
             return existing
         _check_parents(registry, manifest)
-        _verify_files(root, manifest, mpath.name)
+        _verify_files(root, manifest, mpath.name, progress)
+        progress.step("scanning")
         _security_review(root, pkg, scan_policy)
+        progress.step("fingerprinting")
         prints = package_fingerprints(root, manifest)
         sbom = package_sbom(root, manifest, verified=True,
                             fingerprints={p: f.digest for p, f in prints.items()})
@@ -268,8 +282,9 @@ def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
                    reserve_bytes)
         variants: list[StagedVariant] = []
         for i in range(len(manifest.variants)):
-            variants.append(_stage_declared(registry, catalog, root, manifest, i))
+            variants.append(_stage_declared(registry, catalog, root, manifest, i, progress))
             staged_dirs.append(variants[-1].staged)
+        progress.step("recording")
         committed = [(s, registry.store.commit(s.staged, s.stored)[0]) for s in variants]
         _crash_point("after-commit-files")
         record = _record(registry, pkg, manifest, digest, actor, committed,
@@ -282,4 +297,4 @@ def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
     finally:
         for staged in staged_dirs:
             registry.store.discard(staged)
-        shutil.rmtree(work, ignore_errors=True)
+        registry.store.discard(work)

@@ -17,6 +17,7 @@ encryption was turned on stay readable as they are.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..backend import ModelSource
 from ..errors import InvalidModelFile
@@ -36,7 +38,11 @@ from ..security.crypto_store import (
 )
 from ..security.keys import KeyStore
 
+if TYPE_CHECKING:
+    from ..security.scan.readers import ByteReader
+
 CHUNK = 1 << 20
+LOCK_SUFFIX = ".lock"
 
 
 @dataclass(frozen=True)
@@ -49,22 +55,31 @@ class StoredFile:
         return {"name": self.name, "sha256": self.sha256, "size": self.size}
 
 
-def sha256_file(path: Path) -> str:
+#: told how many bytes were just hashed or copied (a progress bar)
+OnBytes = Callable[[int], None]
+
+
+def sha256_file(path: Path, on_bytes: OnBytes | None = None) -> str:
+    """The sha256 of the file ``path``, read a :data:`CHUNK` at a time."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
     return h.hexdigest()
 
 
-def plain_facts(path: Path) -> tuple[str, int]:
+def plain_facts(path: Path, on_bytes: OnBytes | None = None) -> tuple[str, int]:
     """The (sha256, size) of a file's plaintext: from the header of an encrypted file
     (no key needed), else by reading it."""
     if is_encrypted(path):
         with path.open("rb") as f:
             header = read_header(f, path.name)
+        if on_bytes is not None:
+            on_bytes(header.size)
         return header.sha256, header.size
-    return sha256_file(path), path.stat().st_size
+    return sha256_file(path, on_bytes), path.stat().st_size
 
 
 def set_digest(files: list[StoredFile]) -> str:
@@ -81,7 +96,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _copy(src: Path, dst: Path) -> tuple[str, int]:
+def _copy(src: Path, dst: Path, on_bytes: OnBytes | None = None) -> tuple[str, int]:
     """Copy ``src`` to ``dst`` (fsynced); the sha256 and size of the bytes copied."""
     h, size = hashlib.sha256(), 0
     with src.open("rb") as fin, dst.open("wb") as fout:
@@ -89,6 +104,8 @@ def _copy(src: Path, dst: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
             fout.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
         fout.flush()
         os.fsync(fout.fileno())
     return h.hexdigest(), size
@@ -105,6 +122,7 @@ class ArtifactStore:
         self.keys = keys
         self.encrypt = encrypt and keys is not None
         self._provider = box_key_provider
+        self._leases: dict[Path, tuple[int, Path]] = {}
 
     def path_for(self, digest: str) -> Path:
         return self.root / "sha256" / digest
@@ -136,31 +154,41 @@ class ArtifactStore:
             return EncryptedModelSource(path, fmt, self.read_key(path), dict(expected or {}))
         return ModelSource(path, fmt)
 
-    def stage(self, sources: list[Path], *,
-              sealed: bool = False) -> tuple[Path, list[StoredFile]]:
+    def reader(self, path: Path, expected_sha256: str | None = None) -> ByteReader:
+        """The plaintext of the stored or staged file ``path`` by range, in bounded
+        memory: decrypted a chunk at a time when it is encrypted (close it after use)."""
+        from ..security.crypto_reader import EncryptedReader
+        from ..security.scan.readers import FileReader
+
+        if is_encrypted(path):
+            return EncryptedReader(path, self.read_key(path), expected_sha256=expected_sha256)
+        return FileReader(path)
+
+    def stage(self, sources: list[Path], *, sealed: bool = False,
+              on_bytes: OnBytes | None = None) -> tuple[Path, list[StoredFile]]:
         """Copy ``sources`` into a fresh staging directory, hashing and fsyncing each.
 
         ``sealed=True`` encrypts while copying when the store encrypts (then load the
         staged files through :meth:`source`); a source that is already encrypted is
-        copied as it is. Otherwise :meth:`commit` encrypts.
+        copied as it is. Otherwise :meth:`commit` encrypts. ``on_bytes`` is told the
+        bytes read as they are copied. Memory stays one chunk whatever the files' size.
         """
-        self.staging.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="stage-", dir=self.staging))
+        tmp = self.staging_dir("stage-")
         stored = []
         try:
             for src in sources:
                 dst = tmp / src.name
                 if sealed and is_encrypted(src):
-                    _copy(src, dst)
+                    _copy(src, dst, on_bytes)
                     digest, size = plain_facts(dst)
                 elif sealed and self.encrypt:
-                    digest, size = encrypt_file(src, dst, self.write_key())
+                    digest, size = encrypt_file(src, dst, self.write_key(), on_bytes=on_bytes)
                 else:
-                    digest, size = _copy(src, dst)
+                    digest, size = _copy(src, dst, on_bytes)
                 stored.append(StoredFile(src.name, digest, size))
             _fsync_dir(tmp)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.discard(tmp)
             raise
         return tmp, stored
 
@@ -169,13 +197,14 @@ class ArtifactStore:
         digest = set_digest(files)
         final = self.path_for(digest)
         if final.exists():  # same content already stored: idempotent
-            shutil.rmtree(staged, ignore_errors=True)
+            self.discard(staged)
             return digest, final
         if self.encrypt:
             self._encrypt_staged(staged, files)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staged, final)
         _fsync_dir(final.parent)
+        self._release(staged)
         return digest, final
 
     def _encrypt_staged(self, staged: Path, files: list[StoredFile]) -> None:
@@ -194,8 +223,43 @@ class ArtifactStore:
             os.replace(tmp, path)
         _fsync_dir(staged)
 
+    def staging_dir(self, prefix: str) -> Path:
+        """A fresh directory in ``.staging``, leased to this process until
+        :meth:`discard` (or :meth:`commit`): :meth:`clean_staging` leaves it alone while
+        the lease is held. The lease is an exclusive ``flock`` on ``<dir>.lock`` beside
+        it, taken before the directory exists, so the kernel ends it when the process
+        dies (a SIGKILL included) and the next clean-up removes what it left."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd, lock = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=self.staging)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # a clean-up between mkstemp and flock may have taken the fresh file
+                if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        path = Path(lock[:-len(LOCK_SUFFIX)])
+        try:
+            path.mkdir()
+        except BaseException:
+            os.unlink(lock)
+            os.close(fd)
+            raise
+        self._leases[path] = (fd, Path(lock))
+        return path
+
+    def _release(self, staged: Path) -> None:
+        """End the lease on ``staged`` (its directory is gone: renamed or removed)."""
+        lease = self._leases.pop(staged, None)
+        if lease is not None:
+            lease[1].unlink(missing_ok=True)
+            os.close(lease[0])
+
     def discard(self, staged: Path) -> None:
+        """Remove a staged directory, then its lease."""
         shutil.rmtree(staged, ignore_errors=True)
+        self._release(staged)
 
     def verify(self, digest: str, files: list[dict[str, object]]) -> list[str]:
         """Names of files whose bytes no longer match their recorded sha256."""
@@ -213,7 +277,36 @@ class ArtifactStore:
             return None
 
     def clean_staging(self) -> None:
-        """Remove leftovers of interrupted installs (called at start-up)."""
-        if self.staging.exists():
-            for child in self.staging.iterdir():
+        """Remove leftovers of interrupted installs (at server start-up and before each
+        push): every entry of ``.staging`` but those whose lease a live process holds
+        (see :meth:`staging_dir`): it may be installing right now."""
+        if not self.staging.exists():
+            return
+        for child in sorted(self.staging.iterdir(), key=lambda p: p.name.endswith(LOCK_SUFFIX)):
+            if child.name.endswith(LOCK_SUFFIX):  # a lease whose directory is gone
+                if not _held(child):
+                    child.unlink(missing_ok=True)
+                continue
+            lock = child.with_name(child.name + LOCK_SUFFIX)
+            if _held(lock):
+                continue
+            if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live process holds the lease ``lock`` (False when it does not exist)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

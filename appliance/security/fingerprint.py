@@ -25,6 +25,7 @@ import mmap
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ from ..registry.supply_chain import (
 )
 from . import scan
 from .crypto_store import MAGIC as ENCRYPTED_MAGIC
+from .scan.onnx_wire import TensorSite, read_skeleton
+from .scan.readers import BufferReader, ByteReader, FileReader, hash_range, read_range
 
 if TYPE_CHECKING:  # packages imports this module when push records fingerprints
     from ..packages.manifest import Manifest
@@ -82,52 +85,72 @@ def _array_bytes(array: Any) -> Any:
     return array.reshape(-1).view(np.uint8)
 
 
-#: reads a file beside the primary one by name: its bytes, or a buffer over them
+#: reads a file beside the primary one by name: its bytes, or a buffer over them (TFLite)
 Reader = Callable[[str], Any]
+#: reads a file beside the primary one by name, in bounded ranges (ONNX, OpenVINO IR)
+Ranges = Callable[[str], ByteReader]
 
 
-def _onnx_tensor_digest(tensor: Any, read: Reader) -> str:
+def range_digest(dtype: str, shape: list[int] | tuple[int, ...], reader: ByteReader,
+                 offset: int, length: int) -> str:
+    """:func:`tensor_digest` of bytes that lie in a file, hashed in bounded pieces."""
+    h = hashlib.sha256(f"{dtype}|{','.join(str(int(d)) for d in shape)}|".encode())
+    hash_range(h, reader, offset, length)
+    return h.hexdigest()
+
+
+def _onnx_tensor_digest(site: TensorSite, primary: ByteReader, read: Ranges) -> str:
     """One ONNX tensor's digest. Raw little-endian bytes (``raw_data`` or external
-    data) are hashed as they are; typed fields and sub-byte types go through numpy, which
-    gives the same bytes, so the storage choice does not change the digest."""
+    data) are hashed where they lie in the file; typed fields and sub-byte types go
+    through numpy, which gives the same bytes, so the storage choice does not change the
+    digest."""
     import onnx
     from onnx import helper, numpy_helper
 
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(site.proto)
     elem = tensor.data_type
     bits = scan.onnx_bits(elem)
     whole_bytes = bits is not None and bits % 8 == 0 and elem != onnx.TensorProto.STRING
+    where: tuple[ByteReader, int, int] | None = None
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         entries = {e.key: e.value for e in tensor.external_data}
         blob = read(entries.get("location", ""))
         offset = int(entries.get("offset", 0))
-        length = int(entries["length"]) if "length" in entries else len(blob) - offset
-        if offset < 0 or length < 0 or offset + length > len(blob):
+        length = int(entries["length"]) if "length" in entries else blob.size - offset
+        if offset < 0 or length < 0 or offset + length > blob.size:
             raise BadRequest(f"tensor {tensor.name!r}: external data range "
                              f"{offset}..{offset + length} is past the end of its file")
-        view = memoryview(blob)[offset:offset + length]
-        if whole_bytes:
-            dtype = helper.tensor_dtype_to_np_dtype(elem).name
-            return tensor_digest(dtype, list(tensor.dims), view)
+        where = (blob, offset, length)
+    elif site.raw is not None:  # raw_data, left in the file by the skeleton
+        where = (primary, *site.raw)
+    elif whole_bytes and tensor.HasField("raw_data"):
+        dtype = helper.tensor_dtype_to_np_dtype(elem).name
+        return tensor_digest(dtype, list(tensor.dims), tensor.raw_data)
+    if where is not None and whole_bytes:
+        dtype = helper.tensor_dtype_to_np_dtype(elem).name
+        return range_digest(dtype, list(tensor.dims), *where)
+    if where is not None:  # sub-byte or string data: numpy unpacks it, in memory
         copy = onnx.TensorProto()
         copy.CopyFrom(tensor)
         copy.data_location = onnx.TensorProto.DEFAULT
         del copy.external_data[:]
-        copy.raw_data = bytes(view)
+        copy.raw_data = read_range(*where)
         tensor = copy
-    elif whole_bytes and tensor.HasField("raw_data"):
-        dtype = helper.tensor_dtype_to_np_dtype(elem).name
-        return tensor_digest(dtype, list(tensor.dims), tensor.raw_data)
     array = numpy_helper.to_array(tensor)
     return tensor_digest(array.dtype.name, array.shape, _array_bytes(array))
 
 
-def _onnx_digests(primary: Any, read: Reader) -> Iterator[str]:
+def _onnx_digests(primary: ByteReader, read: Ranges) -> Iterator[str]:
+    """The tensors of the model's skeleton (:mod:`.scan.onnx_wire`): the model is parsed
+    without its tensors' bytes, which are hashed in place."""
     import onnx
 
+    skeleton = read_skeleton(primary, keep_typed=True)
     model = onnx.ModelProto()
-    model.ParseFromString(memoryview(primary))  # from the mmap: no copy of the file
-    for tensor in scan.onnx_tensors(model):
-        yield _onnx_tensor_digest(tensor, read)
+    model.ParseFromString(skeleton.model)
+    for site in skeleton.tensors:
+        yield _onnx_tensor_digest(site, primary, read)
     yield from _onnx_ml_digests(model)
 
 
@@ -187,15 +210,16 @@ def _tflite_digests(primary: Any, read: Reader) -> Iterator[str]:
                                 payload)
 
 
-def _ir_digests(primary: Any, read: Reader, name: str) -> Iterator[str]:
-    consts = list(scan.ir_constants(scan.parse_ir_bytes(bytes(primary))))
+def _ir_digests(primary: ByteReader, read: Ranges, name: str) -> Iterator[str]:
+    consts = list(scan.ir_constants(scan.parse_ir_bytes(read_range(primary, 0,
+                                                                   primary.size))))
     if not consts:
         return
     weights = read(str(PurePosixPath(name).with_suffix(".bin")))
     for const, etype, shape, offset, size in consts:
-        if offset < 0 or size < 0 or offset + size > len(weights):
+        if offset < 0 or size < 0 or offset + size > weights.size:
             raise BadRequest(f"constant {const!r} reads past the end of the weights file")
-        yield tensor_digest(etype, shape, memoryview(weights)[offset:offset + size])
+        yield range_digest(etype, shape, weights, offset, size)
 
 
 def _digests(fmt: str, name: str, primary: Any, read: Reader) -> list[str]:
@@ -237,14 +261,21 @@ def fingerprint_file(path: Path, fmt: str | None = None) -> Fingerprint:
     _check_format(fmt)
     base = path.parent
 
-    @functools.cache
-    def read(location: str) -> Any:
+    def inside(location: str) -> Path:
         why = scan.outside_reason(base, base, location)
         if why:
             raise BadRequest(f"the file it refers to, {location!r}, {why}")
-        return _map(base / location)
+        return base / location
 
-    return _fingerprint(fmt, path.name, _map(path), read)
+    if fmt == "tflite":  # the flatbuffer is read in place from a map
+        return _fingerprint(fmt, path.name, _map(path),
+                            functools.cache(lambda location: _map(inside(location))))
+    with ExitStack() as stack:
+        @functools.cache
+        def ranges(location: str) -> ByteReader:
+            return stack.enter_context(FileReader(inside(location)))
+
+        return _fingerprint(fmt, path.name, stack.enter_context(FileReader(path)), ranges)
 
 
 def _map(path: Path) -> Any:
@@ -262,8 +293,11 @@ def fingerprint_source(source: ModelSource) -> Fingerprint:
     if read_buffer is None:
         return fingerprint_file(source.path, source.format)
     _check_format(source.format)
-    read = functools.cache(read_buffer)
-    return _fingerprint(source.format, source.path.name, read(source.path.name), read)
+    if source.format == "tflite":
+        read = functools.cache(read_buffer)
+        return _fingerprint(source.format, source.path.name, read(source.path.name), read)
+    ranges = functools.cache(lambda name: BufferReader(read_buffer(name)))
+    return _fingerprint(source.format, source.path.name, ranges(source.path.name), ranges)
 
 
 def package_fingerprints(root: Path, manifest: Manifest) -> dict[str, Fingerprint]:

@@ -2,20 +2,21 @@
 declared over ``policy.max_tensor_bytes`` (initializers, constants, graph inputs and
 outputs with static shapes), and external data whose location leaves the package.
 
-The ``onnx`` package is imported when needed (absolute ``import onnx``: this module's
-name shadows nothing); when it is missing the file gets a ``policy.missing_parser``
-finding.
+The model is read without its tensors' data (:mod:`.onnx_wire`): memory stays a few
+megabytes whatever the file's size. The ``onnx`` package is imported when needed
+(absolute ``import onnx``: this module's name shadows nothing); when it is missing the
+file gets a ``policy.missing_parser`` finding.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .onnx_wire import read_skeleton
 from .paths import outside_reason
+from .readers import FileReader
 from .report import ScanPolicy, ScanReport, declared_bytes, missing_parser
 
 
@@ -82,16 +83,14 @@ def onnx_bits(elem_type: int) -> int | None:
 
 
 def read_onnx(path: Path) -> Any:
-    """The ModelProto in ``path``, external data not loaded (``onnx.load(...,
-    load_external_data=False)``), parsed from a memory map: no second copy of the file."""
+    """The ModelProto in ``path`` without its tensors' data (raw and typed fields left
+    out, external data not loaded): :func:`~.onnx_wire.read_skeleton` reads the file in
+    bounded blocks, so a 1 GB model parses in a few megabytes."""
     import onnx
 
     model = onnx.ModelProto()
-    with path.open("rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return model
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
-            model.ParseFromString(view)
+    with FileReader(path) as reader:
+        model.ParseFromString(read_skeleton(reader).model)
     return model
 
 

@@ -8,6 +8,8 @@ missing the file gets a ``policy.missing_parser`` finding.
 
 from __future__ import annotations
 
+import mmap
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ def scan_tflite(root: Path, rel: str, report: ScanReport, policy: ScanPolicy) ->
         missing_parser(report, rel, policy, "ai-edge-litert")
         return
     path = root / rel
-    data = path.read_bytes()
+    data = _map(path)
     try:
         if not s.Model.ModelBufferHasIdentifier(data, 0):
             raise ValueError("no TFL3 identifier")
@@ -54,6 +56,16 @@ def scan_tflite(root: Path, rel: str, report: ScanReport, policy: ScanPolicy) ->
         _check_tflite(s, model, len(data), root, path, rel, report, policy)
     except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer fails in many ways
         report.add("refuse", rel, "parse", f"is not a readable TFLite model: {exc!r}")
+
+
+def _map(path: Path) -> Any:
+    """A read-only map of ``path`` (b"" when empty): the flatbuffer is read in place, so
+    only the pages of the tables the checks visit are read, not the weights. Not closed
+    explicitly: numpy views of it (shapes) may outlive the checks' unwinding."""
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _check_tflite(s: Any, model: Any, file_size: int, root: Path, path: Path, rel: str,
