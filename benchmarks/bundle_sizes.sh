@@ -20,7 +20,8 @@ print(f"{platform:26} {extras:22} {info['size_bytes'] / 2**20:9.1f} {len(info['w
       f"{info['libc_floor']}")
 PY
   else
-    printf '%-26s %-22s %9s\n' "$platform" "$extras" refused
+    printf '%-26s %-22s %9s  %s\n' "$platform" "$extras" refused \
+      "$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["error"])' "$info")"
   fi
 done <<'TARGETS'
 manylinux_2_28_x86_64 cpu
