@@ -5,7 +5,9 @@ needs its ``.xml`` and ``.bin`` side by side), where ``digest`` hashes the sorte
 ``name:sha256`` list of its files. Files are staged in ``artifacts/.staging``, hashed
 while copied, fsynced, and the directory renamed into place in one step: a crash leaves
 either no directory or a complete one, never half of one. Putting the same files again
-is a no-op.
+is a no-op. Files are copied a :data:`CHUNK` at a time, whatever their size. Each staging
+directory is leased to the process working in it (:meth:`ArtifactStore.staging_dir`), so
+:meth:`ArtifactStore.clean_staging` removes what dead processes left and nothing else.
 
 With encryption on (``encrypt_artifacts``, the default) every stored file is AES-256-GCM
 encrypted under its own data key, wrapped by the box key (see

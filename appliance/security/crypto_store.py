@@ -232,9 +232,16 @@ def open_chunks(f: IO[bytes], header: Header, data_key: bytes,
         try:
             yield aead.decrypt(_nonce(i, i == count - 1), sealed, aad)
         except InvalidTag:
-            raise InvalidModelFile(f"{name} is not decryptable: chunk {i} of {count} fails "
-                                   "authentication (the file is damaged or was tampered "
-                                   "with)") from None
+            raise _unauthentic(name, i, count) from None
+    _check_end(f, name)
+
+
+def _unauthentic(name: str, i: int, count: int) -> InvalidModelFile:
+    return InvalidModelFile(f"{name} is not decryptable: chunk {i} of {count} fails "
+                            "authentication (the file is damaged or was tampered with)")
+
+
+def _check_end(f: IO[bytes], name: str) -> None:
     if f.read(1):
         raise InvalidModelFile(f"{name} has bytes after its last chunk (damaged or tampered)")
 
@@ -256,11 +263,8 @@ def _decrypt_into(f: IO[bytes], header: Header, aead: AESGCM, out: memoryview,
             aead.decrypt_into(_nonce(i, i == count - 1), sealed[:want + TAG], aad,
                               out[at:at + want])
         except InvalidTag:
-            raise InvalidModelFile(f"{name} is not decryptable: chunk {i} of {count} fails "
-                                   "authentication (the file is damaged or was tampered "
-                                   "with)") from None
-    if f.read(1):
-        raise InvalidModelFile(f"{name} has bytes after its last chunk (damaged or tampered)")
+            raise _unauthentic(name, i, count) from None
+    _check_end(f, name)
 
 
 def decrypt_into_buffer(path: Path, box_key: bytes, *,
