@@ -97,8 +97,10 @@ def summarize(spec: str, outputs: Mapping[str, np.ndarray]) -> Any:
     return array.tolist()
 
 
-def stored_inputs(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Inputs as {name: {datatype, shape, data: base64 of the canonical bytes}}."""
-    return {name: {"datatype": _datatype(a.dtype), "shape": list(a.shape),
-                   "data": base64.b64encode(_tensor_bytes(a)).decode()}
-            for name, a in sorted(arrays.items())}
+def stored_inputs(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs as {name: {datatype, shape, data: base64 of the canonical bytes}}; inputs
+    already in that form (made by the writer process's feeder) are kept as they are."""
+    return {name: a if isinstance(a, dict) else {
+        "datatype": _datatype(a.dtype), "shape": list(a.shape),
+        "data": base64.b64encode(_tensor_bytes(a)).decode()}
+        for name, a in sorted(arrays.items())}

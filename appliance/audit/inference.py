@@ -26,29 +26,26 @@ The input digest and output summary come from :mod:`.digest`.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import numpy as np
 
-from .digest import stored_inputs, summarize, tensor_digest
+from .digest import stored_inputs
 from .log import YIELD_S, AuditLog
-from .losses import Key, Losses, LossFile
-from .records import KIND_PATTERN, Entry, Record, canonical_json
+from .losses import Key, LossFile
+from .queueing import AuditQueue, count_by_kind
+from .records import Entry, Record, canonical_json
 from .settings import ModelAudit
 
 log = logging.getLogger(__name__)
-
-_NO_AUDIT = ModelAudit()
 
 
 _SECOND: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
@@ -88,86 +85,45 @@ class _Body(msgspec.Struct, omit_defaults=True):
 _encode_body = msgspec.json.Encoder(order="sorted").encode
 
 
-class InferenceAuditor:
+class InferenceAuditor(AuditQueue):
     """Batches inference records (and queued events) into ``log`` from a writer thread."""
 
     def __init__(self, audit_log: AuditLog, *, batch_window_ms: int = 200,
                  batch_size: int = 1000, queue_max: int = 100_000,
                  per_model: Mapping[str, ModelAudit] | None = None,
                  yield_every: int = 32) -> None:
+        super().__init__(batch_window_ms=batch_window_ms, batch_size=batch_size,
+                         queue_max=queue_max, per_model=per_model)
         self.log = audit_log
-        self.window_s = batch_window_ms / 1000
-        self.batch_size = batch_size
-        self.queue_max = queue_max
-        self.per_model = dict(per_model or {})
         self.yield_every = yield_every
         self._pause = yield_every  # for this batch: 0 while the writer is behind
         self.writer_id = uuid.uuid4().hex[:12]
-        self._queue: collections.deque[Any] = collections.deque()
-        self._losses = Losses()
         self._loss_file: LossFile | None = None
         self._persisted = 0
         self._warned_at = -1e9
         self._started = False  # writer-start committed
-        self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        #: called after each drain (the writer process reports its counts from it)
+        self.after_drain: Callable[[], None] | None = None
         self.written = 0
 
-    @property
-    def dropped(self) -> int:
-        """Records lost so far (queue full or a failed commit)."""
-        return self._losses.total
-
-    # -- the request path ------------------------------------------------------------
-    def record(self, model: str, version: str, request_id: str | None, caller: str | None,
-               input_digest: str | None, output_summary: Any, latency_ms: float,
-               routing: Mapping[str, Any] | None = None, *,
-               inputs: Mapping[str, np.ndarray] | None = None) -> bool:
-        """Queue one inference record; never blocks. False when it was dropped.
-
-        ``inputs`` are kept (by reference) only for a model with ``store_inputs``."""
+    def extend(self, items: Iterable[Sequence[Any]]) -> None:
+        """Queue records made elsewhere (the writer process's feeder), bounded like
+        :meth:`record`; wakes the writer."""
         queue = self._queue
-        if len(queue) >= self.queue_max:
-            now = time.time()
-            self._losses.add("queue-full", 1, now, now)
-            return False
-        queue.append((time.time(), model, version, request_id, caller, input_digest,
-                      output_summary, latency_ms, routing, inputs))
-        if len(queue) >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
-        return True
+        for item in items:
+            if len(queue) >= self.queue_max:
+                count_by_kind([item], self._losses, "queue-full")
+            else:
+                queue.append(item)
+        self._wake.set()
 
-    def record_event(self, kind: str, actor: str, body: Mapping[str, Any]) -> bool:
-        """Queue one record of ``kind`` (an auth failure) in the same bounded queue;
-        never blocks, starts no thread. False when dropped (counted for a gap record)."""
-        now = time.time()
-        if len(self._queue) >= self.queue_max or not KIND_PATTERN.match(kind):
-            self._losses.add("queue-full", 1, now, now, kind=kind if KIND_PATTERN.match(kind)
-                             else "invalid")
-            return False
-        self._queue.append((now, kind, actor or "unknown", body))
-        if len(self._queue) >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
-        return True
-
-    def observe(self, model: str, version: str, request_id: str | None, caller: str | None,
-                inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
-                latency_ms: float, routing: Mapping[str, Any] | None = None) -> bool:
-        """:meth:`record` with the digest and summary made per the model's settings.
-
-        Never raises: a request must not fail for its audit record. A record that cannot
-        be made is counted and reported in a gap record (reason ``observe-failed``)."""
-        audit = self.per_model.get(model, _NO_AUDIT)
-        try:
-            digest = tensor_digest(inputs)
-            summary = summarize(audit.summary, outputs) if audit.summary else None
-        except Exception:
-            now = time.time()
-            self._losses.add("observe-failed", 1, now, now)
-            return False
-        return self.record(model, version, request_id, caller, digest, summary, latency_ms,
-                           routing, inputs=inputs if audit.store_inputs else None)
+    def add_losses(self, pending: Iterable[Sequence[Any]]) -> None:
+        """Count ``[reason, kind, count, first, last]`` losses made elsewhere."""
+        for reason, kind, count, first, last in pending:
+            self._losses.add(str(reason), int(count), float(first), float(last),
+                             kind=str(kind))
 
     # -- the writer ------------------------------------------------------------------
     def start(self) -> None:
@@ -226,17 +182,7 @@ class InferenceAuditor:
     def _drain(self) -> None:
         queue = self._queue
         while True:
-            batch: list[Any] = []
-            flushes: list[Any] = []
-            while len(batch) < self.batch_size:
-                try:
-                    item = queue.popleft()
-                except IndexError:
-                    break
-                if isinstance(item, threading.Event):
-                    flushes.append(item)
-                else:
-                    batch.append(item)
+            batch, flushes = self._take()
             # behind by a batch or more: hold the GIL longer (the switch interval) to
             # catch up rather than yield after every chunk and fall further behind
             self._pause = 0 if len(queue) >= self.batch_size else self.yield_every
@@ -248,6 +194,8 @@ class InferenceAuditor:
             self._persist_losses()
             for event in flushes:
                 event.set()
+            if self.after_drain is not None:
+                self.after_drain()
             if len(batch) < self.batch_size:
                 return
 
@@ -288,14 +236,7 @@ class InferenceAuditor:
         self._count(batch, "write-failed")
 
     def _count(self, batch: list[tuple[Any, ...]], reason: str) -> None:
-        by_kind: dict[str, list[float]] = {}
-        for item in batch:
-            kind = "inference" if len(item) == 10 else item[1]
-            entry = by_kind.setdefault(kind, [0, item[0], item[0]])
-            entry[0] += 1
-            entry[1], entry[2] = min(entry[1], item[0]), max(entry[2], item[0])
-        for kind, (count, first, last) in by_kind.items():
-            self._losses.add(reason, int(count), first, last, kind=kind)
+        count_by_kind(batch, self._losses, reason)
 
     def _persist_losses(self) -> None:
         """Mirror the pending counts into ``audit.losses`` when they changed."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .feeder import AuditFeeder, WriterUnavailable
 from .forward import SyslogForwarder
 from .inference import InferenceAuditor
 from .keys import BoxKeyProvider, audit_keys, open_log, plugin_provider
@@ -40,10 +41,10 @@ _RUNNING: dict[str, AuditRuntime] = {}
 class AuditRuntime:
     log: AuditLog
     #: the writer when inference records are on (what the data plane calls)
-    auditor: InferenceAuditor | None = None
+    auditor: InferenceAuditor | AuditFeeder | None = None
     forwarders: list[SyslogForwarder] = field(default_factory=list)
-    #: the bounded queue and writer thread for every queued record
-    writer: InferenceAuditor | None = None
+    #: the bounded queue and its writer (a process, or a thread) for every queued record
+    writer: InferenceAuditor | AuditFeeder | None = None
     checkpoint_minutes: float = 0
     _sent_id: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -137,11 +138,7 @@ def open_audit(data_dir: Path, settings: AuditSettings,
                                         queue_max=target.queue_max)
             runtime.forwarders.append(forwarder)
             runtime.log.add_sink(forwarder)
-        runtime.writer = InferenceAuditor(
-            runtime.log, batch_window_ms=settings.batch_window_ms,
-            batch_size=settings.batch_size, queue_max=settings.queue_max,
-            per_model=settings.per_model)
-        runtime.writer.start()
+        runtime.writer = _start_writer(runtime.log, settings)
         if settings.inferences:
             runtime.auditor = runtime.writer
         runtime.start_checkpoints()
@@ -150,6 +147,25 @@ def open_audit(data_dir: Path, settings: AuditSettings,
         raise
     _RUNNING[str(runtime.log.data_dir.resolve())] = runtime
     return runtime
+
+
+def _start_writer(audit_log: AuditLog, settings: AuditSettings
+                  ) -> InferenceAuditor | AuditFeeder:
+    """The writer process (``[audit] writer = "process"``, the default) or thread; a
+    process that cannot start falls back to the thread, with a warning."""
+    if settings.writer == "process":
+        feeder = AuditFeeder(audit_log.data_dir, settings)
+        try:
+            feeder.start()
+            return feeder
+        except WriterUnavailable as exc:
+            log.warning("%s: writing audit records from a thread of the server instead",
+                        exc)
+    writer = InferenceAuditor(audit_log, batch_window_ms=settings.batch_window_ms,
+                              batch_size=settings.batch_size, queue_max=settings.queue_max,
+                              per_model=settings.per_model)
+    writer.start()
+    return writer
 
 
 def checkpoint_job(data_dir: str) -> None:

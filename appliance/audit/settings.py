@@ -70,6 +70,9 @@ class AuditSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batch_size: int = 1000
     #: records waiting beyond this are dropped, counted, and reported in a gap record
     queue_max: int = 100_000
+    #: where records are built, hashed and inserted: "process" (a writer process beside
+    #: the server, off its GIL) or "thread" (a thread of the server)
+    writer: Literal["process", "thread"] = "process"
     #: audit records younger than this cannot be pruned
     retention_years: float = 6.0
     #: minutes between signed checkpoints (0 = only at start and clean stop, and
