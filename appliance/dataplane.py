@@ -12,6 +12,9 @@ from typing import Any
 
 from . import __version__
 from .errors import BadRequest, UnsupportedMediaType
+from .monitoring.counters import PRODUCTION, check_traffic
+from .monitoring.readiness import failing_production
+from .monitoring.recorder import RequestMonitor
 from .protocol.codec import (
     decode_header,
     decode_raw_binary,
@@ -34,9 +37,13 @@ def _version_list(repo: ModelRepository, name: str) -> list[str]:
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, auditor: Any = None) -> None:
+    def __init__(self, repository: ModelRepository, auditor: Any = None,
+                 monitor: RequestMonitor | None = None) -> None:
         self.repository = repository
         self.auditor = auditor  # audit.InferenceAuditor: a non-blocking hand-off
+        #: metrics, Server-Timing and the failing-version rule (appliance/monitoring/)
+        self.monitor = monitor
+        self.drift: Any = None  # drift.DriftMonitor: O(1) sampling, set by build_services
         self.started = False
 
     # -- server ----------------------------------------------------------------------
@@ -44,7 +51,17 @@ class DataPlane:
         return {"name": "appliance", "version": __version__, "extensions": EXTENSIONS}
 
     def ready(self) -> bool:
-        return self.started
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why ``/v2/health/ready`` answers 503: still loading, or a production version
+        failed (to load, or at inference: docs/monitoring.md); None when ready."""
+        if not self.started:
+            return "the appliance is still loading its models"
+        if self.monitor is None:
+            return None
+        failing = failing_production(self.repository, self.monitor)
+        return "production model failing: " + "; ".join(failing) if failing else None
 
     # -- models ----------------------------------------------------------------------
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
@@ -68,10 +85,14 @@ class DataPlane:
     # -- inference -------------------------------------------------------------------
     async def infer(self, name: str, version: str | None, body: bytes, *,
                     content_type: str = "", header_length: str | None = None,
-                    timeout_ms: str | None = None,
-                    caller: str | None = None) -> tuple[bytes, dict[str, str]]:
-        """Run one inference request; return the encoded body and response headers."""
+                    timeout_ms: str | None = None, caller: str | None = None,
+                    traffic: str = PRODUCTION) -> tuple[bytes, dict[str, str]]:
+        """Run one inference request; return the encoded body and response headers.
+        ``traffic`` is the request's class (production, test or synthetic): tagged
+        traffic is kept out of the production metrics."""
         started = time.perf_counter()
+        if traffic != PRODUCTION:
+            traffic = check_traffic(traffic)
         media = content_type.split(";", 1)[0].strip().lower()
         if media not in ACCEPTED_CONTENT_TYPES:
             raise UnsupportedMediaType(
@@ -80,31 +101,55 @@ class DataPlane:
                 "for the binary tensor extension")
         length = _header_length(header_length)
         served = self.repository.ready_model(name, version)
-        if length == 0:
-            request, arrays = _raw_binary_request(served, body)
-        else:
-            # what the request declares is checked against the signature before any
-            # tensor data is decoded: nothing proportional to a hostile shape is computed
-            request, binary_part = decode_header(body, length)
-            check_declared_inputs(name, served.inputs, request.inputs)
-            check_requested_outputs(name, served.outputs, request.outputs)
-            arrays = decode_tensors(request, binary_part, length)
-        names, binary = requested_outputs(request)
-        execution = served.execution
-        assert execution is not None  # ready_model answers only ready versions
-        outputs = await execution.run(arrays, execution.deadline(timeout_ms, request.parameters))
-        all_outputs = outputs
-        if names is not None:
-            outputs = {n: outputs[n] for n in names}
-        body, headers = encode_response(name, served.record.version, outputs,
-                                        request_id=request.id, parameters=request.parameters,
-                                        binary_outputs=binary)
+        monitor = self.monitor
+        arrays = None
+        executing = False
+        try:
+            if length == 0:
+                request, arrays = _raw_binary_request(served, body)
+            else:
+                # what the request declares is checked against the signature before any
+                # tensor data is decoded: nothing proportional to a hostile shape is
+                # computed
+                request, binary_part = decode_header(body, length)
+                check_declared_inputs(name, served.inputs, request.inputs)
+                check_requested_outputs(name, served.outputs, request.outputs)
+                arrays = decode_tensors(request, binary_part, length)
+            names, binary = requested_outputs(request)
+            execution = served.execution
+            assert execution is not None  # ready_model answers only ready versions
+            deadline = execution.deadline(timeout_ms, request.parameters)
+            # [queue, compute] filled by the execution, then started, before execution
+            timing = None
+            if monitor is not None and monitor.timed:
+                if served.metrics is None and monitor.metrics:
+                    monitor.stats_of(served)  # before its first batch: executions count
+                timing = [0.0, 0.0, started, time.perf_counter()]
+            executing = True
+            outputs = await execution.run(arrays, deadline, timing)
+            executing = False
+            all_outputs = outputs
+            if names is not None:
+                outputs = {n: outputs[n] for n in names}
+            body, headers = encode_response(name, served.record.version, outputs,
+                                            request_id=request.id,
+                                            parameters=request.parameters,
+                                            binary_outputs=binary)
+        except BaseException as exc:
+            if monitor is not None:
+                monitor.failed(served, traffic, exc, executing, arrays)
+            raise
         if served.headers:
             headers.update(served.headers)
+        if timing is not None:
+            assert monitor is not None
+            monitor.succeeded(served, traffic, arrays, timing, headers)
         if self.auditor is not None:
             self.auditor.observe(name, served.record.version, request.id, caller, arrays,
                                  all_outputs, (time.perf_counter() - started) * 1000,
                                  {"backend": served.backend, "inline": execution.inline})
+        if self.drift is not None and traffic == PRODUCTION:
+            self.drift.observe(name, served.record.version, request.id, arrays, all_outputs)
         return body, headers
 
 

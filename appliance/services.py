@@ -9,9 +9,11 @@ from typing import Any
 import pluggy
 
 from .access.authenticator import Authenticator
+from .alerts.engine import AlertEngine
 from .audit.bridge import bridge_events
 from .audit.runtime import AuditRuntime, open_audit
 from .dataplane import DataPlane
+from .drift import DriftMonitor
 from .hardware import (
     HardwareFacts,
     Match,
@@ -22,8 +24,14 @@ from .hardware import (
     match_profile,
 )
 from .lifecycle.deprecation import deprecation_headers
+from .monitoring.collector import ApplianceCollector, metrics_registry
+from .monitoring.health import HealthReport
+from .monitoring.probe import RecoveryProbe
+from .monitoring.recorder import RequestMonitor
 from .packages.importer import import_model
 from .plugins import get_plugin_manager
+from .probes.exposure import connect_probes
+from .probes.runner import ProbeRunner
 from .registry import Registry
 from .registry.opener import connect_registry
 from .runtime.catalog import BackendCatalog
@@ -73,8 +81,26 @@ class Services:
     scheduler: Any = None
     audit: AuditRuntime | None = None
     autoscaler: ScalingController | None = None
+    #: monitoring (appliance/monitoring/): set by build_services
+    health: HealthReport = None  # type: ignore[assignment]
+    metrics_registry: Any = None  # a private prometheus CollectorRegistry; None: off
+    probe: RecoveryProbe | None = None
+    #: drift sampling and evaluation (appliance/drift/); None while [drift] enabled = false
+    drift: DriftMonitor | None = None
+    #: the alerting engine (appliance/alerts/); None while [alerts] enabled = false
+    alerts: AlertEngine | None = None
+    #: synthetic probes of golden examples (appliance/probes/); None while [probes] is off
+    probes: ProbeRunner | None = None
 
     def close(self) -> None:
+        if self.probes is not None:
+            self.probes.stop()
+        if self.alerts is not None:
+            self.alerts.close()
+        if self.drift is not None:
+            self.drift.close()
+        if self.probe is not None:
+            self.probe.stop()
         if self.autoscaler is not None:
             self.autoscaler.stop()
         if self.scheduler is not None:
@@ -112,9 +138,37 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     pm.hook.appliance_startup(settings=settings, registry=registry)
     audit = open_audit(settings.data_dir, settings.audit,
                        box_key_provider=registry.box_key_provider)
-    dataplane = DataPlane(repository, auditor=audit.auditor if audit else None)
-    return Services(settings, pm, registry, catalog, repository, dataplane, hardware,
-                    authenticator, audit=audit)
+    settings.metrics.check()
+    monitor = RequestMonitor(settings.metrics)
+    dataplane = DataPlane(repository, auditor=audit.auditor if audit else None,
+                          monitor=monitor)
+    services = Services(settings, pm, registry, catalog, repository, dataplane, hardware,
+                        authenticator, audit=audit)
+    services.health = HealthReport(services, monitor)
+    if settings.alerts.enabled:
+        services.alerts = AlertEngine(settings.data_dir, settings.alerts,
+                                      audit=audit.log if audit else None)
+    if settings.drift.enabled:
+        services.drift = dataplane.drift = DriftMonitor(
+            settings.drift, settings.data_dir, signature_of=_signature_of(repository))
+    collector = None
+    if settings.metrics.enabled:
+        collector = ApplianceCollector(
+            repository, monitor, lambda: services.audit.auditor if services.audit else None)
+        services.metrics_registry = metrics_registry(collector)
+    if settings.probes.enabled:
+        services.probes = ProbeRunner(repository, dataplane, settings.probes)
+        connect_probes(services.probes, collector=collector, alerts=services.alerts,
+                       health=services.health)
+    return services
+
+
+def _signature_of(repository: ModelRepository) -> Any:
+    """(inputs, outputs) of a served version (None: the default one) for drift."""
+    def signature_of(model: str, version: str | None) -> tuple[list[Any], list[Any]]:
+        served = repository.find(model, version)
+        return list(served.inputs.values()), list(served.outputs.values())
+    return signature_of
 
 
 def seed_demo_models(services: Services) -> list[str]:
@@ -139,6 +193,14 @@ def load_models(services: Services, *, watch: bool = True) -> None:
     ready, then watch the registry for changes made by other processes."""
     services.repository.load_all()
     services.dataplane.started = True
+    monitor = services.dataplane.monitor
+    if services.probe is None and monitor is not None:
+        services.probe = RecoveryProbe(services.repository, monitor)
+        services.probe.start()
+    if services.drift is not None:
+        services.drift.start()
+    if services.probes is not None:
+        services.probes.start()
     if watch and services.watcher is None:
         audit = services.audit
         on_tick = (lambda db: bridge_events(db, audit.log)) if audit is not None else None
@@ -149,6 +211,8 @@ def load_models(services: Services, *, watch: bool = True) -> None:
                                            services.settings.models.values()):
         services.autoscaler = ScalingController(services.repository)
         services.autoscaler.start()
+    if services.alerts is not None and services.settings.scheduler:
+        services.alerts.start()  # one process per data directory ticks, as scheduling
     if services.settings.scheduler and services.scheduler is None:
         services.scheduler = start_scheduler(services.settings)
 

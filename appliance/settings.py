@@ -19,11 +19,15 @@ from typing import Any
 import msgspec
 
 from .access.auth_settings import AuthSettings
+from .alerts.settings import AlertSettings
 from .audit.settings import AuditSettings
+from .drift.settings import DriftSettings
 from .errors import ConfigError
 from .http_limits import HttpLimits
 from .lifecycle.settings import LifecycleSettings
 from .logging_setup import LoggingSettings
+from .monitoring.settings import MetricsSettings
+from .probes.settings import ProbeSettings
 
 #: read when present and no file is named; its absence means the defaults
 DEFAULT_CONFIG = Path("/etc/appliance/appliance.toml")
@@ -100,6 +104,14 @@ class Settings(msgspec.Struct, kw_only=True):
     http: HttpLimits = msgspec.field(default_factory=HttpLimits)
     #: consumer webhooks (allowlist, outbox retries) and package limits (docs/lifecycle.md)
     lifecycle: LifecycleSettings = msgspec.field(default_factory=LifecycleSettings)
+    #: /metrics, Server-Timing, histogram buckets, the failing-version rule (docs/monitoring.md)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    #: drift detection, feedback and KPI correlation (docs/drift.md)
+    drift: DriftSettings = msgspec.field(default_factory=DriftSettings)
+    #: alert grouping, inhibition, silences, escalation and sinks (docs/alerts.md)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    #: synthetic probes replaying the packages' golden examples (docs/probes.md)
+    probes: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
 
     @property
     def registry_path(self) -> Path:

@@ -51,7 +51,7 @@ callgrind_control -i off "$VG" > /dev/null
 after=$(child_ticks)
 callgrind_control -d "$VG" > /dev/null
 sleep 1
-total=$(grep -h '^totals:' "$OUT".* | awk '{s+=$2} END {print s}')
+total=$(grep -h '^totals:' "$OUT".* | awk '{s+=$2} END {printf "%.0f", s}')
 echo "$TREE: $total instructions over $N requests = $((total / N)) per request"
 hz=$(getconf CLK_TCK)
 echo "child processes: $(( (after - before) * 1000000 / hz / N )) µs CPU per request (outside callgrind)"

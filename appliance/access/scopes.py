@@ -8,6 +8,7 @@
     models:approve           approve a version for production
     models:export            export a model's artifact (refused while auth is off)
     audit:read               read the audit log
+    metrics:read             scrape /metrics and read /v1/health (a monitoring system)
     admin                    every scope above
 
 An identity's scopes come from its token's own ``scope`` (space-separated, OAuth 2) or
@@ -30,12 +31,14 @@ PROMOTE = "models:promote"
 APPROVE = "models:approve"
 EXPORT = "models:export"
 AUDIT_READ = "audit:read"
+METRICS_READ = "metrics:read"
 ADMIN = "admin"
 
 #: the realm named in WWW-Authenticate challenges
 REALM = "appliance"
 
-ALL_SCOPES = frozenset({INFER, READ, WRITE, PROMOTE, APPROVE, EXPORT, AUDIT_READ, ADMIN})
+ALL_SCOPES = frozenset({INFER, READ, WRITE, PROMOTE, APPROVE, EXPORT, AUDIT_READ, METRICS_READ,
+                        ADMIN})
 #: refused to the open identity even though it holds ``admin``: without auth, an export
 #: would hand the model's weights to anyone who can reach the port
 OPEN_DENIED = frozenset({EXPORT})

@@ -6,6 +6,7 @@ once and ``/v2/health/ready`` turns 200 when loading is done.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,12 +20,17 @@ from .. import __version__
 from ..access.auth_settings import auth_enabled
 from ..services import Services, load_models
 from .admin import HardwareController
+from .alerts import ALERT_ROUTES
+from .drift import DRIFT_ROUTES
 from .errors import EXCEPTION_HANDLERS
 from .export import ExportController
 from .governance import GOVERNANCE_ROUTES
+from .health import HealthController
 from .infer_route import InferenceFront, document_infer_routes
 from .lifecycle import LifecycleController
+from .metrics import MetricsController
 from .openapi import complete_document
+from .probes import PROBE_ROUTES
 from .repository import RepositoryController
 from .v2 import ModelController, ServerController
 
@@ -43,6 +49,8 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Infere
         document_infer_routes(document)
         complete_document(document, auth_required=auth_enabled(services.settings.auth,
                                                                services.settings.host))
+        if services.probes is not None:  # probe requests run where the executions live
+            services.probes.attach(asyncio.get_running_loop())
         if load_in_background:
             import threading
             threading.Thread(target=load_models, args=(services,), name="model-loader",
@@ -58,7 +66,9 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Infere
         # the governance DELETE shares a path with LifecycleController: it must come after
         route_handlers=[ServerController, ModelController, RepositoryController,
                         HardwareController, LifecycleController, ExportController,
-                        *GOVERNANCE_ROUTES],
+                        HealthController, *GOVERNANCE_ROUTES, *DRIFT_ROUTES, *ALERT_ROUTES,
+                        *PROBE_ROUTES,
+                        *([MetricsController] if services.settings.metrics.enabled else [])],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=services.settings.max_body_bytes,

@@ -26,6 +26,7 @@ from ..access.scopes import (
     AUDIT_READ,
     EXPORT,
     INFER,
+    METRICS_READ,
     OPEN_DENIED,
     PROMOTE,
     READ,
@@ -82,6 +83,25 @@ ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
     # a token (or client certificate) with models:export even while auth is off
     ("GET", "/v1/models/{name}/versions/{version}/export", EXPORT),
     ("GET", "/v1/audit", AUDIT_READ),  # planned
+    ("GET", "/metrics", METRICS_READ),  # absent while [metrics] enabled = false
+    ("GET", "/v1/health", METRICS_READ),
+    ("GET", "/v1/health/models/{name}", METRICS_READ),
+    ("GET", "/v1/probes", READ),  # synthetic probes (api/probes.py)
+    ("GET", "/v1/alerts", READ),
+    ("POST", "/v1/alerts/{alert_id}/ack", WRITE),
+    ("GET", "/v1/silences", READ),
+    ("POST", "/v1/silences", WRITE),
+    ("DELETE", "/v1/silences/{silence_id}", WRITE),
+    # drift, feedback and KPIs (api/drift.py)
+    ("GET", "/v1/drift/{name}", READ),
+    ("GET", "/v1/drift/{name}/history", READ),
+    ("GET", "/v1/drift/{name}/kpi-report", READ),
+    ("PUT", "/v1/drift/{name}/config", WRITE),
+    ("PUT", "/v1/drift/{name}/reference", WRITE),
+    ("POST", "/v1/drift/{name}/evaluate", WRITE),
+    ("POST", "/v1/feedback", WRITE),
+    ("GET", "/v1/feedback", READ),
+    ("POST", "/v1/kpis", WRITE),
 )
 
 

@@ -46,6 +46,7 @@ class MethodNotAllowed(ApplianceError):
 _WANTED = {b"content-type": "content_type",
            b"inference-header-content-length": "header_length",
            b"x-request-timeout-ms": "timeout_ms",
+           b"x-appliance-traffic": "traffic",
            b"x-request-id": "request_id"}
 
 
@@ -191,6 +192,11 @@ def _operation(with_version: bool) -> dict[str, Any]:
          "description": "echoed on the response: 1-128 visible ASCII characters, any other "
                         "value is replaced by a fresh id (docs/operations.md)",
          "schema": {"type": "string", "maxLength": 128}},
+        {"name": "X-Appliance-Traffic", "in": "header", "required": False,
+         "description": "traffic class: production (default), test or synthetic; test "
+                        "and synthetic requests are kept out of the production metrics "
+                        "(docs/monitoring.md)",
+         "schema": {"type": "string", "enum": ["production", "test", "synthetic"]}},
         {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
          "description": "binary tensor extension: length of the JSON header at the start "
                         "of an application/octet-stream body",

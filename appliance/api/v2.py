@@ -36,11 +36,12 @@ class ServerController(Controller):
     async def live(self) -> dict[str, Any]:
         return {"live": True}
 
-    @get("/health/ready", summary="Readiness: 200 once start-up model loading is done")
+    @get("/health/ready", summary="Readiness: 200 once start-up model loading is done and "
+         "no production model has failed")
     async def ready(self, request: AnyRequest) -> dict[str, Any]:
-        if not _plane(request).ready():
-            raise ServiceUnavailable("the appliance is still loading its models",
-                                     headers={"Retry-After": "1"})
+        why = _plane(request).not_ready_reason()
+        if why is not None:
+            raise ServiceUnavailable(why, headers={"Retry-After": "1"})
         return {"ready": True}
 
 

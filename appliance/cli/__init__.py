@@ -104,8 +104,10 @@ def main(ctx: click.Context, config: Path | None) -> None:
 def _register_commands() -> None:
     # imported for their @main.command side effects
     from . import (  # noqa: F401
+        alerts,
         audit,
         bundle,
+        drift,
         governance,
         hardware,
         lifecycle,

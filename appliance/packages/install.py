@@ -18,7 +18,9 @@ staging directories are removed on the way out):
    backend parses the files;
 5. per variant: stage the files (copied, hashed, fsynced; encrypted while copied when
    the store encrypts), load them with the backend catalog (decrypting into memory), and
-   compare the loaded signature with the manifest's (names and datatypes);
+   compare the loaded signature with the manifest's (names and datatypes), then check
+   every golden example against the manifest's and the loaded signature
+   (:func:`appliance.probes.golden.check_golden`: names, datatypes, shapes, data);
 6. move each staged variant to its content address (a rename; idempotent);
 7. record the version, manifest and package digest in ONE SQLite transaction (the
    manifest record keeps the signature, ``signature``, and the manifest's exact bytes,
@@ -45,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import BadRequest, Conflict, NotFound
+from ..probes.golden import check_golden
 from ..registry import Registry, VersionRecord
 from ..registry.diskspace import check_free, mapping_disk_full
 from ..registry.store import plain_facts
@@ -161,6 +164,17 @@ def _stage_declared(registry: Registry, catalog: BackendCatalog, root: Path,
         raise BadRequest(f"{where}: the manifest's signature does not match the model "
                          f"{decl.primary}: {'; '.join(diff)}")
     return staged
+
+
+def _check_golden(manifest: Manifest, mname: str, inputs: list[TensorSpec],
+                  outputs: list[TensorSpec], against: str) -> None:
+    """Refuse golden examples a probe could never replay against this signature."""
+    if not manifest.golden:
+        return
+    try:
+        check_golden(manifest.to_dict()["golden"], inputs, outputs)
+    except BadRequest as exc:
+        raise BadRequest(f"{mname}: {exc.message} (checked against {against})") from None
 
 
 def _manifest_record(manifest: Manifest, mname: str, mbytes: bytes,
@@ -284,6 +298,11 @@ def _push(registry: Registry, catalog: BackendCatalog, pkg: Path, *, actor: str,
         for i in range(len(manifest.variants)):
             variants.append(_stage_declared(registry, catalog, root, manifest, i, progress))
             staged_dirs.append(variants[-1].staged)
+            if i == 0:  # after the signature check: a wrong manifest is the first news
+                _check_golden(manifest, mpath.name, [t.spec() for t in manifest.inputs],
+                              [t.spec() for t in manifest.outputs], "the manifest's signature")
+            _check_golden(manifest, mpath.name, variants[-1].inputs, variants[-1].outputs,
+                          f"variants[{i}] as loaded")
         progress.step("recording")
         committed = [(s, registry.store.commit(s.staged, s.stored)[0]) for s in variants]
         _crash_point("after-commit-files")

@@ -42,6 +42,7 @@ class _Pending:
     future: asyncio.Future[dict[str, np.ndarray]]
     deadline: float | None  # time.monotonic() seconds
     enqueued: float
+    timing: list[float] | None = None  # [1] gets the batch's compute seconds (metrics)
 
 
 class DynamicBatcher:
@@ -58,8 +59,8 @@ class DynamicBatcher:
         self._pool = InstancePool(config.instances, f"batch-{name}")
 
     # -- public --------------------------------------------------------------------
-    async def submit(self, inputs: Mapping[str, np.ndarray],
-                     deadline: float | None = None) -> dict[str, np.ndarray]:
+    async def submit(self, inputs: Mapping[str, np.ndarray], deadline: float | None = None,
+                     timing: list[float] | None = None) -> dict[str, np.ndarray]:
         rows = _rows(inputs)
         if rows > self.config.max_batch_size:
             raise BadRequest(f"batch of {rows} rows exceeds max_batch_size "
@@ -70,7 +71,8 @@ class DynamicBatcher:
                 "retry shortly", headers={"Retry-After": "1"})
         loop = asyncio.get_running_loop()
         self._ensure_task()
-        pending = _Pending(inputs, rows, loop.create_future(), deadline, time.monotonic())
+        pending = _Pending(inputs, rows, loop.create_future(), deadline, time.monotonic(),
+                           timing)
         self._queue.append(pending)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -80,6 +82,10 @@ class DynamicBatcher:
         """Change the number of concurrent executions (adaptive scaling)."""
         self.config.instances = max(1, instances)
         self._pool.resize(self.config.instances)
+
+    def pending(self) -> int:
+        """Requests waiting for a batch now."""
+        return len(self._queue)
 
     def queued_rows(self) -> int:
         return sum(p.rows for p in self._queue) + self._running * self.config.max_batch_size
@@ -161,12 +167,15 @@ class DynamicBatcher:
             merged = _concat([p.inputs for p in batch])
             t0 = time.perf_counter()
             outputs = await asyncio.wrap_future(self._pool.submit(self.predict, merged))
+            seconds = time.perf_counter() - t0
             if self.on_batch is not None:
-                self.on_batch(sum(p.rows for p in batch), time.perf_counter() - t0)
+                self.on_batch(sum(p.rows for p in batch), seconds)
             offset = 0
             for p in batch:  # split back in order: each caller gets its own rows
                 part = {k: v[offset:offset + p.rows] for k, v in outputs.items()}
                 offset += p.rows
+                if p.timing is not None:
+                    p.timing[1] = seconds
                 if not p.future.done():
                     p.future.set_result(part)
         except Exception as exc:

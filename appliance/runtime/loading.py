@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from typing import TypeVar
+
+import psutil
 
 from ..backend import Backend, LoadedModel, ModelSource
 from ..errors import ApplianceError, InvalidModelFile, ServiceUnavailable
@@ -108,14 +111,29 @@ def load_and_warm_up(loader: VersionLoader, served: ServedVersion) -> tuple[Back
     (or inputs generated from the signature); ``served.warmup`` gets the timings. A
     failing warm-up closes the model and is ServiceUnavailable."""
     record = served.record
+    rss_before = _rss()
+    t0 = time.perf_counter()
     backend, model = loader.load(served)
+    t1 = time.perf_counter()
     try:
         served.warmup = warm_up(model, inputs=inputs_from_manifest(record.manifest))
     except Exception as exc:
         model.close()
         raise ServiceUnavailable(f"warm-up of {record.model} version {record.version} "
                                  f"failed: {reason(exc)}") from exc
+    # for metrics and /v1/health: the resident-set growth is approximate (anything else
+    # the process allocates meanwhile counts, arenas reused from an unloaded model do not)
+    served.load_s, served.warmup_s = t1 - t0, time.perf_counter() - t1
+    served.memory_bytes = max(0, _rss() - rss_before)
     return backend, model
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes (0 where psutil cannot tell)."""
+    try:
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return 0
 
 
 def load_check(registry: Registry, catalog: BackendCatalog, timeout_s: float,

@@ -29,6 +29,12 @@ class ServedVersion:
     #: response headers for every answer of this version (Deprecation, Sunset, Link)
     headers: dict[str, str] = field(default_factory=dict)
     execution: Execution | None = None  # set once ready
+    #: seconds to load, seconds to warm up, resident-set growth meanwhile (loading.py)
+    load_s: float = 0.0
+    warmup_s: float = 0.0
+    memory_bytes: int = 0
+    #: monitoring.counters.VersionStats, bound on the first request (monitoring/recorder.py)
+    metrics: Any = None
 
     @classmethod
     def for_record(cls, record: VersionRecord) -> ServedVersion:

@@ -1,7 +1,8 @@
 """An air-gapped install as an operator does it: `appliance bundle build` for this
 machine, install.sh under a temporary root in a network namespace with no network, then
-`appliance serve` from that install answers the demo model; a second install.sh keeps
-the data, the configuration and the one service user."""
+`appliance serve` from that install, in a network namespace of its own with only a
+loopback, answers the demo model; a second install.sh keeps the data, the configuration
+and the one service user."""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -65,35 +65,61 @@ def install(bundle_dir: Path, root: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def server(installed, tmp_path) -> Iterator[str]:
-    """`appliance serve` from the installed venv, data under the root; its base URL."""
+def server(installed, tmp_path) -> Iterator[Callable[..., tuple[int, str]]]:
+    """`appliance serve` from the installed venv, data under the root, in a network
+    namespace whose only interface is loopback; a function that sends it a request."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "PYTHON"))}
     log = tmp_path / "serve.log"
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [str(installed / "opt/appliance/bin/appliance"), "--config",
+            ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+             str(installed / "opt/appliance/bin/appliance"), "--config",
              str(installed / "etc/appliance/appliance.toml"), "serve", "--port", str(port),
              "--data-dir", str(installed / "var/lib/appliance"), "--demo"],
             env=env, cwd=tmp_path, stderr=err)
-    url = f"http://127.0.0.1:{port}"
+
+    def request(path: str, body: dict | None = None) -> tuple[int, str]:
+        # unshare and sh exec, so proc.pid is the server, inside the namespace
+        return in_netns(proc.pid, f"http://127.0.0.1:{port}{path}", body)
+
     try:
         deadline = time.monotonic() + 60
-        while not ready(url):
+        while request("/v2/health/ready")[0] != 200:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "server not ready in 60 s"
             time.sleep(0.2)
-        yield url
+        links = subprocess.run(["nsenter", f"--target={proc.pid}", "--net", "ip", "-o", "link"],
+                               capture_output=True, text=True).stdout
+        assert [line.split(": ")[1] for line in links.splitlines()] == ["lo"], links
+        yield request
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
 
 
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/v2/health/ready").status_code == 200
-    except httpx.TransportError:
-        return False
+CLIENT = """import sys, urllib.error, urllib.request
+data = sys.stdin.buffer.read() or None
+req = urllib.request.Request(sys.argv[1], data, {"Content-Type": "application/json"})
+try:
+    answer = urllib.request.urlopen(req, timeout=10)
+except urllib.error.HTTPError as refused:
+    answer = refused
+print(answer.status)
+sys.stdout.write(answer.read().decode())
+"""
+
+
+def in_netns(pid: int, url: str, body: dict | None = None) -> tuple[int, str]:
+    """GET ``url`` (POST when there is a ``body``) from the network namespace of ``pid``:
+    (status, text); status 0 when nothing answers there."""
+    done = subprocess.run(["nsenter", f"--target={pid}", "--net", sys.executable, "-c", CLIENT,
+                           url], input=json.dumps(body) if body else "", capture_output=True,
+                          text=True, timeout=30)
+    if done.returncode != 0:
+        return 0, done.stderr
+    status, _, text = done.stdout.partition("\n")
+    return int(status), text
 
 
 def test_bundle_holds_wheelhouse_profiles_unit_and_install_script(bundle):
@@ -114,9 +140,9 @@ def test_offline_install_serves_the_demo_model(server):
     body = {"inputs": [{"name": "input", "shape": [8, 30], "datatype": "FP32",
                         "data": x[:8].astype(np.float32).ravel().tolist()}],
             "outputs": [{"name": "label"}]}
-    r = httpx.post(f"{server}/v2/models/breast_cancer/infer", json=body)
-    assert r.status_code == 200, r.text
-    labels = np.array(r.json()["outputs"][0]["data"])
+    status, text = server("/v2/models/breast_cancer/infer", body)
+    assert status == 200, text
+    labels = np.array(json.loads(text)["outputs"][0]["data"])
     assert (labels == y[:8]).mean() >= 0.75
 
 

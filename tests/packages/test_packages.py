@@ -342,7 +342,8 @@ def test_identity_model_of_another_datatype_pushes_with_its_signature(tmp_path, 
                       variants=[{"precision": "fp32", "format": "onnx", "primary": "id.onnx",
                                  "files": [{"path": "id.onnx"}]}],
                       inputs=[{"name": "x", "datatype": "INT32", "shape": [-1, 3]}],
-                      outputs=[{"name": "y", "datatype": "INT32", "shape": [-1, 3]}])
+                      outputs=[{"name": "y", "datatype": "INT32", "shape": [-1, 3]}],
+                      golden=[])  # the default golden example is FP32 [1, 2]: refused
     (src / "model.toml").write_text(toml_text(m))
     build_package(src, tmp_path / "id.tar")
     record = push_package(registry, catalog, tmp_path / "id.tar", actor="t")
