@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 VENV=${VENV:-.venv}
 EXTRAS_SERVE="cpu,openvino,litert"
-EXTRAS_TEST="cpu,openvino,litert,test"
+EXTRAS_TEST="cpu,openvino,litert,otel,test"
 
 setup() {  # $1 = extras
   local extras=$1 stamp="$VENV/.setup-stamp"

@@ -8,7 +8,7 @@ and encodes the response. Nothing here touches the registry database or the disk
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import BadRequest, UnsupportedMediaType
@@ -27,6 +27,9 @@ from .registry.models import version_key
 from .runtime.repository import ModelRepository
 from .runtime.served import ServedVersion
 from .validation import check_declared_inputs, check_requested_outputs
+
+if TYPE_CHECKING:
+    from .tracing.spans import RequestTrace
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 ACCEPTED_CONTENT_TYPES = ("", "application/json", "application/octet-stream")
@@ -86,10 +89,12 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, body: bytes, *,
                     content_type: str = "", header_length: str | None = None,
                     timeout_ms: str | None = None, caller: str | None = None,
-                    traffic: str = PRODUCTION) -> tuple[bytes, dict[str, str]]:
+                    traffic: str = PRODUCTION, trace: RequestTrace | None = None
+                    ) -> tuple[bytes, dict[str, str]]:
         """Run one inference request; return the encoded body and response headers.
         ``traffic`` is the request's class (production, test or synthetic): tagged
-        traffic is kept out of the production metrics."""
+        traffic is kept out of the production metrics. ``trace``: a sampled request's
+        trace (appliance/tracing/), None for every other request."""
         started = time.perf_counter()
         if traffic != PRODUCTION:
             traffic = check_traffic(traffic)
@@ -101,6 +106,8 @@ class DataPlane:
                 "for the binary tensor extension")
         length = _header_length(header_length)
         served = self.repository.ready_model(name, version)
+        if trace is not None:
+            trace.routed(served, traffic, started)
         monitor = self.monitor
         arrays = None
         executing = False
@@ -125,6 +132,8 @@ class DataPlane:
                 if served.metrics is None and monitor.metrics:
                     monitor.stats_of(served)  # before its first batch: executions count
                 timing = [0.0, 0.0, started, time.perf_counter()]
+            elif trace is not None:  # a traced request is timed for its spans
+                timing = [0.0, 0.0, started, time.perf_counter()]
             executing = True
             outputs = await execution.run(arrays, deadline, timing)
             executing = False
@@ -135,19 +144,24 @@ class DataPlane:
                                             request_id=request.id,
                                             parameters=request.parameters,
                                             binary_outputs=binary)
+            if trace is not None:
+                assert timing is not None
+                trace.executed(execution, arrays, timing)
         except BaseException as exc:
             if monitor is not None:
                 monitor.failed(served, traffic, exc, executing, arrays)
             raise
         if served.headers:
             headers.update(served.headers)
-        if timing is not None:
-            assert monitor is not None
+        if timing is not None and monitor is not None:  # a no-op unless monitor.timed
             monitor.succeeded(served, traffic, arrays, timing, headers)
         if self.auditor is not None:
             self.auditor.observe(name, served.record.version, request.id, caller, arrays,
                                  all_outputs, (time.perf_counter() - started) * 1000,
-                                 {"backend": served.backend, "inline": execution.inline})
+                                 {"backend": served.backend, "inline": execution.inline}
+                                 if traffic == PRODUCTION else
+                                 {"backend": served.backend, "inline": execution.inline,
+                                  "traffic": traffic})
         if self.drift is not None and traffic == PRODUCTION:
             self.drift.observe(name, served.record.version, request.id, arrays, all_outputs)
         return body, headers

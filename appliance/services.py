@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -24,6 +24,7 @@ from .hardware import (
     match_profile,
 )
 from .lifecycle.deprecation import deprecation_headers
+from .monitoring.alert_sources import watch_services
 from .monitoring.collector import ApplianceCollector, metrics_registry
 from .monitoring.health import HealthReport
 from .monitoring.probe import RecoveryProbe
@@ -40,6 +41,10 @@ from .runtime.repository import ModelRepository
 from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
 from .settings import Settings
+from .tracing import start_tracing
+
+if TYPE_CHECKING:
+    from .tracing.spans import RequestTracer
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +96,12 @@ class Services:
     alerts: AlertEngine | None = None
     #: synthetic probes of golden examples (appliance/probes/); None while [probes] is off
     probes: ProbeRunner | None = None
+    #: traces of inference requests (appliance/tracing/); None while [tracing] is off
+    tracing: RequestTracer | None = None
 
     def close(self) -> None:
+        if self.tracing is not None:  # flushes within [tracing] export_timeout_s
+            self.tracing.shutdown()
         if self.probes is not None:
             self.probes.stop()
         if self.alerts is not None:
@@ -160,6 +169,8 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
         services.probes = ProbeRunner(repository, dataplane, settings.probes)
         connect_probes(services.probes, collector=collector, alerts=services.alerts,
                        health=services.health)
+    watch_services(services)  # health, drift and latency into the alert rules
+    services.tracing = start_tracing(settings.tracing)
     return services
 
 

@@ -28,6 +28,7 @@ from .lifecycle.settings import LifecycleSettings
 from .logging_setup import LoggingSettings
 from .monitoring.settings import MetricsSettings
 from .probes.settings import ProbeSettings
+from .tracing.settings import TracingSettings
 
 #: read when present and no file is named; its absence means the defaults
 DEFAULT_CONFIG = Path("/etc/appliance/appliance.toml")
@@ -112,6 +113,8 @@ class Settings(msgspec.Struct, kw_only=True):
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     #: synthetic probes replaying the packages' golden examples (docs/probes.md)
     probes: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
+    #: OpenTelemetry traces of inference requests, with the otel extra (docs/monitoring.md)
+    tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
 
     @property
     def registry_path(self) -> Path:

@@ -2,6 +2,7 @@
 # Instructions per inference request (valgrind callgrind: a count, not a time, so it is
 # repeatable on a noisy shared box). Serves model `bc` from TREE (a checkout or a
 # `git archive` of one) under callgrind with instrumentation off, warms up with 200
+# (WARMUP=N: N)
 # requests, then counts every thread's instructions over N keep-alive requests
 # (one JSON row, c=1) and prints instructions per request.
 #   benchmarks/instructions_per_request.sh TREE DATA_DIR CONFIG [N]
@@ -43,7 +44,7 @@ child_ticks() {
   done
   echo "$sum"
 }
-load 200
+load "${WARMUP:-200}"
 callgrind_control -i on "$VG" > /dev/null
 before=$(child_ticks)
 load "$N"

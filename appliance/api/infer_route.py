@@ -21,12 +21,14 @@ from litestar import Litestar
 
 from ..access.scopes import OPEN_DENIED
 from ..errors import ApplianceError, PayloadTooLarge
+from ..http_protocol import CHECKED_HEADERS
 from .auth import authenticate, authorize, requirement_of
 from .errors import TOO_LARGE_HINT, error_answer
 from .request_id import accepted_request_id, echoing, find_request_id
 
 if TYPE_CHECKING:
     from ..services import Services
+    from ..tracing.spans import RequestTracer
 
 #: raw ASGI: the front sits below litestar, so its scopes and messages are plain dicts
 Scope = dict[str, Any]
@@ -48,6 +50,8 @@ _WANTED = {b"content-type": "content_type",
            b"x-request-timeout-ms": "timeout_ms",
            b"x-appliance-traffic": "traffic",
            b"x-request-id": "request_id"}
+#: read as well while tracing is on (W3C Trace Context); without tracing they are ignored
+_TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 
 
 def _check_declared_length(headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
@@ -109,6 +113,9 @@ class InferenceFront:
         self.litestar = app
         self.services = services
         self._shared = _shared_paths(app)
+        #: None while tracing is off; else it decides per request (appliance/tracing/)
+        self.tracer: RequestTracer | None = services.tracing
+        self._wanted = _WANTED if self.tracer is None else {**_WANTED, **_TRACE_HEADERS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -139,11 +146,17 @@ class InferenceFront:
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str,
                      version: str | None) -> None:
         kwargs: dict[str, Any] = {}
+        wanted = self._wanted
         for key, value in scope["headers"]:
-            field = _WANTED.get(key)
+            field = wanted.get(key)
             if field is not None:
                 kwargs[field] = value.decode("latin-1")
         request_id = kwargs.pop("request_id", None)
+        trace = None  # a sampled request's trace: spans are made for it only
+        if self.tracer is not None:
+            trace = self.tracer.begin(kwargs.pop("traceparent", None),
+                                      kwargs.pop("tracestate", None), scope["method"],
+                                      version is not None)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on "
@@ -155,6 +168,9 @@ class InferenceFront:
             identity = await authenticate(headers_in, scope, self.services,
                                           always=requirement in OPEN_DENIED)
             authorize(identity, requirement, name)
+            if trace is not None:
+                trace.authenticated()
+                kwargs["trace"] = trace
             limit = self.services.settings.max_body_bytes
             _check_declared_length(scope["headers"], limit)
             body = await _read_body(receive, limit)
@@ -167,14 +183,22 @@ class InferenceFront:
         except Exception as exc:  # the same answers as every other route (api/errors.py)
             status, message, headers = error_answer(exc, f"{scope['method']} {scope['path']}")
             content = msgspec.json.encode({"error": message})
+            if trace is not None:
+                trace.failed(exc)
         media = headers.pop("Content-Type", "application/json")
         raw = [(b"content-type", media.encode()),
                (b"content-length", str(len(content)).encode())]
         raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         if request_id is not None:
             raw.append((b"x-request-id", accepted_request_id(request_id).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
+        if trace is not None:  # how the client finds its trace
+            raw.append((b"traceparent", trace.traceparent))
+        # every name is the front's own and every value is checked once by the protocol
+        await send({"type": "http.response.start", "status": status, "headers": raw,
+                    CHECKED_HEADERS: len(content)})
         await send({"type": "http.response.body", "body": content})
+        if trace is not None:
+            trace.finish(status)
 
 
 def _operation(with_version: bool) -> dict[str, Any]:
@@ -197,6 +221,14 @@ def _operation(with_version: bool) -> dict[str, Any]:
                         "and synthetic requests are kept out of the production metrics "
                         "(docs/monitoring.md)",
          "schema": {"type": "string", "enum": ["production", "test", "synthetic"]}},
+        {"name": "traceparent", "in": "header", "required": False,
+         "description": "W3C Trace Context, read while tracing is on: a sampled flag (-01) "
+                        "traces the request in the caller's trace, -00 never; a traced "
+                        "response carries its own traceparent (docs/monitoring.md)",
+         "schema": {"type": "string"}},
+        {"name": "tracestate", "in": "header", "required": False,
+         "description": "W3C Trace Context vendor state, kept with the traceparent",
+         "schema": {"type": "string"}},
         {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
          "description": "binary tensor extension: length of the JSON header at the start "
                         "of an application/octet-stream body",

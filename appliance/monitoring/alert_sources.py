@@ -80,17 +80,18 @@ def drift_reasons(drift: DriftMonitor) -> Iterator[tuple[str, str]]:
 
 
 def watch_services(services: Services) -> None:
-    """Register the sections with the alerting engine, and drift with the health
-    report (when each is on)."""
-    engine, drift = services.alerts, services.drift
+    """Register the sections with the alerting engine, and drift with the health report
+    (each read from ``services`` at every tick, so a monitor replaced later counts)."""
+    engine = services.alerts
     if engine is not None:
         def snapshot() -> dict[str, Any]:
             out: dict[str, Any] = {"health": health_section(services),
                                    "metrics": {"latency_p95_ms": latency_section(services)}}
-            if drift is not None:
-                out["drift"] = drift_section(drift)
+            if services.drift is not None:
+                out["drift"] = drift_section(services.drift)
             return out
         engine.add_source(snapshot)
     health = getattr(services, "health", None)
-    if health is not None and drift is not None:
-        health.add_health_source(lambda: drift_reasons(drift))
+    if health is not None:
+        health.add_health_source(
+            lambda: drift_reasons(services.drift) if services.drift is not None else ())

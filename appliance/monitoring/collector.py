@@ -94,6 +94,8 @@ class ApplianceCollector(Collector):
         for served in self.repository.index():
             record = served.record
             stats = self.monitor.versions.get((record.model, record.version))
+            if stats is not None:
+                stats.fold()  # the raw samples since the last scrape
             out.append((served, [record.model, record.version, record.stage], stats))
         return out
 

@@ -2,7 +2,7 @@
 
 A version failing at inference takes the box out of readiness, so a load balancer stops
 sending it traffic, and no real request could show that it recovered. Every
-``probe_interval_s`` this thread predicts once on each failing version with the inputs
+``retry_failing_s`` this thread predicts once on each failing version with the inputs
 of its warm-up (the package's declared ones, else zeros from the signature); a success
 ends the failing streak (:meth:`VersionStats.recovered`), a failure keeps it and becomes
 the version's last error. Versions that are not failing are never touched.
@@ -44,7 +44,7 @@ class RecoveryProbe:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.monitor.settings.probe_interval_s):
+        while not self._stop.wait(self.monitor.settings.retry_failing_s):
             self.probe_once()
 
     def probe_once(self) -> int:

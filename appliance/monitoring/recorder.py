@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RequestMonitor"]
 
+#: "0.000" … "0.999": Server-Timing durations under a millisecond, formatted once
+_MS = [f"0.{us:03d}" for us in range(1000)]
+
 
 class RequestMonitor:
     """Records requests into :class:`VersionStats`; ``metrics`` off records only failures
@@ -80,9 +83,11 @@ class RequestMonitor:
         """Record one successful request and add its Server-Timing header."""
         end = time.perf_counter()
         queue, compute, started, before = timing
-        if self.server_timing:
-            headers["Server-Timing"] = (f"queue;dur={queue * 1e3:.3f}, "
-                                        f"compute;dur={compute * 1e3:.3f}")
+        if self.server_timing:  # sub-millisecond values from a table: no float formatting
+            q, c = int(queue * 1e6), int(compute * 1e6)
+            headers["Server-Timing"] = (
+                f"queue;dur={_MS[q] if q < 1000 else q / 1000}, "
+                f"compute;dur={_MS[c] if c < 1000 else c / 1000}")
         if self.metrics:
             stats = served.metrics or self.stats_of(served)
             stats.succeeded(traffic, arrays, started, before, queue, compute, end)

@@ -5,7 +5,7 @@
     server_timing = true            # Server-Timing: queue;dur=…, compute;dur=… (ms)
     buckets_ms = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500]
     failing_after_errors = 5        # consecutive backend errors that fail a version
-    probe_interval_s = 5.0          # how often a failing version is re-tried
+    retry_failing_s = 5.0          # how often a failing version is re-tried
     disk_free_min_mb = 512          # below this the box is failing (GET /v1/health)
 
     [metrics.models.bc]
@@ -43,7 +43,7 @@ class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batch_buckets: list[int] = msgspec.field(
         default_factory=lambda: list(DEFAULT_BATCH_BUCKETS))
     failing_after_errors: int = 5
-    probe_interval_s: float = 5.0
+    retry_failing_s: float = 5.0
     disk_free_min_mb: int = 512
     models: dict[str, ModelMetrics] = msgspec.field(default_factory=dict)
 
@@ -66,5 +66,5 @@ class MetricsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                                   f"increasing bounds; got {bounds}")
         if self.failing_after_errors < 1:
             raise ConfigError("metrics.failing_after_errors must be at least 1")
-        if not self.probe_interval_s > 0:
-            raise ConfigError("metrics.probe_interval_s must be positive")
+        if not self.retry_failing_s > 0:
+            raise ConfigError("metrics.retry_failing_s must be positive")

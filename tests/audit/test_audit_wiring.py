@@ -61,3 +61,26 @@ def test_auth_failures_are_audited(tmp_path, ort_plugin_manager):
         wait_for(lambda: "auth.failure" in kinds(services))
     finally:
         server.stop()
+
+
+def test_tagged_test_and_synthetic_traffic_is_audited_with_its_class(tmp_path,
+                                                                     ort_plugin_manager):
+    services = make_services(tmp_path / "var", ort_plugin_manager)
+    import_model(services.registry, services.catalog, scale_model(tmp_path / "m.onnx", 2),
+                 name="m")
+    server = serve(services)
+    try:
+        for request_id, traffic in (("p", None), ("t", "test"), ("s", "synthetic")):
+            body = {"id": request_id, "inputs": [{"name": "x", "datatype": "FP32",
+                                                  "shape": [1, 2], "data": [1, 2]}]}
+            headers = {"X-Appliance-Traffic": traffic} if traffic else {}
+            r = httpx.post(f"{server.url}/v2/models/m/infer", json=body, headers=headers)
+            assert r.status_code == 200, r.text
+        assert services.audit is not None and services.audit.writer is not None
+        assert services.audit.writer.flush()
+        routed = {r.data()["request_id"]: r.data()["routing"]
+                  for r in services.audit.log.records(kinds=["inference"])}
+    finally:
+        server.stop()
+    assert "traffic" not in routed["p"]
+    assert (routed["t"]["traffic"], routed["s"]["traffic"]) == ("test", "synthetic")

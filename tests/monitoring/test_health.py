@@ -35,7 +35,7 @@ def flaky(tmp_path):
     flaky_backend.BROKEN.clear()
     pm = get_plugin_manager(autoload=False, extra=(appliance_onnxruntime, flaky_backend))
     services = make_services(tmp_path / "var", pm,
-                             metrics={"failing_after_errors": 3, "probe_interval_s": 3600})
+                             metrics={"failing_after_errors": 3, "retry_failing_s": 3600})
     for name in ("f", "other"):
         path = tmp_path / f"{name}.flaky"
         path.write_text(json.dumps({"scale": 2}))
@@ -158,3 +158,21 @@ def test_metrics_and_health_need_the_metrics_read_scope_when_auth_is_on(tmp_path
                 "Authorization": f"Bearer {token['metrics']}"}).status_code == 200
     finally:
         server.stop()
+
+
+def test_a_failing_production_model_raises_model_down_and_recovery_resolves_it(flaky):
+    url, services = flaky
+    assert services.alerts is not None
+    services.alerts.tick()
+    assert services.alerts.list_alerts(name="ModelDown", state="firing") == []
+    flaky_backend.BROKEN.set()
+    for _ in range(3):
+        assert infer(url).status_code == 500
+    services.alerts.tick()  # the server's alert thread does this every tick_s
+    (down,) = httpx.get(url + "/v1/alerts", params={"state": "firing"}).json()
+    assert (down["name"], down["labels"]["model"], down["severity"]) == ("ModelDown", "f",
+                                                                         "critical")
+    flaky_backend.BROKEN.clear()
+    assert services.probe.probe_once() == 1
+    services.alerts.tick()
+    assert services.alerts.list_alerts(name="ModelDown", state="firing") == []

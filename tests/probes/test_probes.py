@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import httpx
 import wrong_backend
+from helpers import make_services, serve
+from probe_packages import DOUBLES, package
 from scraped import scrape, value
+
+from appliance.packages import push_package
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [3, 4]}]}
 W = {"model": "w", "version": "1"}
@@ -123,3 +127,19 @@ def test_an_idle_version_is_probed_every_idle_interval_and_a_busy_one_less_often
     assert probed_now()
     clock.advance(15)
     assert probed_now()  # idle again
+
+
+def test_with_probes_off_nothing_is_probed_and_the_status_says_so(tmp_path, probe_pm):
+    services = make_services(tmp_path / "var", probe_pm, probes={"enabled": False})
+    push_package(services.registry, services.catalog,
+                 package(tmp_path / "w", name="w", golden=[DOUBLES]), actor="t")
+    assert services.probes is None
+    server = serve(services)
+    try:
+        answer = httpx.get(server.url + "/v1/probes").json()
+        assert answer["enabled"] is False
+        assert [(p["model"], p["probed"], p["detail"]) for p in answer["probes"]] == [
+            ("w", False, "not probed: [probes] enabled = false")]
+        assert "probe_success" not in scrape(server.url)
+    finally:
+        server.stop()
