@@ -2,7 +2,7 @@
 
 Every request of a served version lands in the :class:`RequestStats` of its traffic
 class (``X-Appliance-Traffic``: production, test or synthetic). A success costs one
-counter and five stores into a preallocated ``array('d')`` ring of raw samples (request,
+counter and five stores into a preallocated list, a ring of raw samples (request,
 queue, compute and input seconds, rows); no bisection, no allocation. The ring is folded
 into the float sums and the three ``array('Q')`` histograms with numpy (``searchsorted``
 and ``bincount`` over the whole block) when it is full, about 30 µs per
@@ -106,7 +106,9 @@ class RequestStats:
         self.request_s = self.queue_s = self.input_s = self.infer_s = self.output_s = 0.0
         self.request_b, self.queue_b, self.compute_b = _hist(bounds), _hist(bounds), _hist(
             bounds)
-        self.ring = array("d", bytes(8 * _FIELDS * RING))
+        # a list, not an array('d'): storing into an array parses each float through
+        # PyArg_Parse, a list store is a pointer swap
+        self.ring: list[float] = [0.0] * (_FIELDS * RING)
         self.n = 0  # samples in the ring
 
     def fold(self) -> np.ndarray | None:
@@ -115,8 +117,7 @@ class RequestStats:
         n = self.n
         if not n:
             return None
-        block = np.frombuffer(self.ring, dtype=np.float64, count=_FIELDS * n).reshape(
-            n, _FIELDS).copy()
+        block = np.array(self.ring[:_FIELDS * n], dtype=np.float64).reshape(n, _FIELDS)
         self.n = 0
         total, queue, compute, inputs, rows = block.T
         self.inferences += int(rows.sum())
