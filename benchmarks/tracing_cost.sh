@@ -16,12 +16,20 @@ TREE=$(cd "$1" && pwd); DATA=$2; N=${3:-2000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 CONF=$(mktemp -d)
 SINK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 - "$SINK_PORT" <<'PY' &
+# the sink counts the traces it receives (opentelemetry-proto comes with the otel extra)
+"$HERE/../.venv/bin/python" - "$SINK_PORT" "$CONF/traces" <<'PY' &
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+traces = set()
 class Sink(BaseHTTPRequestHandler):
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        traces.update(s.trace_id for r in request.resource_spans for ss in r.scope_spans
+                      for s in ss.spans)
+        with open(sys.argv[2], "w") as f:
+            f.write(str(len(traces)))
         self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
     def log_message(self, *args): pass
 HTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
@@ -39,6 +47,7 @@ printf '[audit]\nenabled = false\n[tracing]\nendpoint = "%s"\nsample_ratio = 1.0
 per() { "$HERE/instructions_per_request.sh" "$TREE" "$DATA" "$CONF/$1.toml" "$N" \
           > "$CONF/$1.out" 2>&1
         grep -a 'instructions over\|child processes' "$CONF/$1.out" >&2
+        echo "traces received by the sink so far: $(cat "$CONF/traces" 2>/dev/null || echo 0)" >&2
         sed -nE 's/.* instructions over .* = ([0-9]+) per request/\1/p' "$CONF/$1.out"; }
 off=$(per off)
 on=$(per on)

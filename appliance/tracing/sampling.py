@@ -46,16 +46,24 @@ def incoming_sampled(traceparent: str) -> bool | None:
 
 class RootDecision:
     """``TraceIdRatioBased(ratio)`` for a request that starts a trace, without a trace id
-    for the requests it drops."""
+    for the requests it drops.
 
-    __slots__ = ("bound",)
+    The low 64 bits of the trace id are drawn as two halves, the upper one first: it alone
+    decides unless it equals the bound's upper half, so a dropped request costs one
+    ``getrandbits(32)`` (a small int; 64 bits take the slower arbitrary-size path)."""
+
+    __slots__ = ("bound", "bound_high")
 
     def __init__(self, ratio: float) -> None:
         self.bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+        self.bound_high = self.bound >> 32
 
     def draw(self) -> int:
         """A trace id the ratio samples, or 0 when this request is not sampled."""
-        low = getrandbits(64)
+        high = getrandbits(32)
+        if high > self.bound_high:
+            return 0
+        low = high << 32 | getrandbits(32)
         if low >= self.bound:
             return 0
         return (getrandbits(64) or 1) << 64 | low  # a trace id is never 0
