@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from conftest import Receiver
+from alerting import Receiver
 
 from appliance.audit import verify
 from appliance.audit.log import AuditLog

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import socket
 
-from conftest import Receiver
+from alerting import Receiver
 
 from appliance.alerts.outbox import rows
 

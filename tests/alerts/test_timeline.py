@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Receiver
+from alerting import Receiver
 
 TIMERS = {"group_wait_s": 30, "group_interval_s": 300, "repeat_interval_s": 3600}
 

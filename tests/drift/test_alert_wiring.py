@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import numpy as np
-from conftest import infer
+from drifting import infer
 from helpers import make_services, serve
 
 from appliance.drift import DriftMonitor

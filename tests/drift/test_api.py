@@ -4,7 +4,7 @@ breast_cancer model (real ONNX Runtime) and the monitor on a controllable clock.
 from __future__ import annotations
 
 import numpy as np
-from conftest import infer
+from drifting import infer
 
 
 def _capture_reference(server, cancer):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Clock, alert_settings
+from alerting import Clock, alert_settings
 from helpers import make_services, serve
 
 from appliance.access.scopes import READ, WRITE
