@@ -183,7 +183,6 @@ class AuditFeeder(AuditQueue):
         self._retired_dropped = 0
         self._tokens = itertools.count(1)
         self._seqs = itertools.count(1)
-        self._stopping = False
         self._thread: threading.Thread | None = None
 
     @property
@@ -219,13 +218,6 @@ class AuditFeeder(AuditQueue):
                 f"audit writer process (pid {child.proc.pid}) did not start "
                 f"(exit status {child.proc.poll()})")
         self._child = child
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.wait(self.window_s)
-            self._wake.clear()
-            self._drain()
-        self._drain()
 
     def _drain(self) -> None:
         while True:

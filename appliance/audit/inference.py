@@ -102,7 +102,6 @@ class InferenceAuditor(AuditQueue):
         self._persisted = 0
         self._warned_at = -1e9
         self._started = False  # writer-start committed
-        self._stopping = False
         self._thread: threading.Thread | None = None
         #: called after each drain (the writer process reports its counts from it)
         self.after_drain: Callable[[], None] | None = None
@@ -171,13 +170,6 @@ class InferenceAuditor(AuditQueue):
                       f"({window} ms) of inference records after seq {head.seq} "
                       f"({head.at}); more only if it was behind (its queue held at most "
                       f"{info.get('queue_max')})"})
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wake.wait(self.window_s)
-            self._wake.clear()
-            self._drain()
-        self._drain()
 
     def _drain(self) -> None:
         queue = self._queue

@@ -54,6 +54,7 @@ class AuditQueue:
         self._queue: collections.deque[Any] = collections.deque()
         self._losses = Losses()
         self._wake = threading.Event()
+        self._stopping = False
 
     @property
     def dropped(self) -> int:
@@ -111,6 +112,17 @@ class AuditQueue:
                            routing, inputs=inputs if audit.store_inputs else None)
 
     # -- the drain side --------------------------------------------------------------
+    def _run(self) -> None:
+        """The drain thread: every ``window_s`` (or when woken), then once more at stop."""
+        while not self._stopping:
+            self._wake.wait(self.window_s)
+            self._wake.clear()
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
     def _take(self) -> tuple[list[Any], list[threading.Event]]:
         """Up to ``batch_size`` queued records, and the flush markers among them."""
         queue = self._queue

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .readiness import failing_versions
+
 if TYPE_CHECKING:
     from ..drift import DriftMonitor
     from ..services import Services
@@ -33,19 +35,10 @@ _DRIFT_LEVEL = {"drift": "critical", "warning": "warning"}
 
 def health_section(services: Services) -> dict[str, str]:
     """``{model: "down" | "up"}`` over the production versions served here."""
-    from .readiness import failing_production
-
-    monitor = services.dataplane.monitor
-    failing: set[str] = set()
-    if monitor is not None:
-        failing = {line.split(" version ", 1)[0]
-                   for line in failing_production(services.repository, monitor)}
-    else:
-        failing = {s.record.model for s in services.repository.index()
-                   if s.record.stage == "production" and s.state == "failed"}
+    failing = {served.record.model for served, _ in
+               failing_versions(services.repository, services.dataplane.monitor)}
     return {s.record.model: "down" if s.record.model in failing else "up"
             for s in services.repository.index() if s.record.stage == "production"}
-
 
 def drift_section(drift: DriftMonitor) -> dict[str, dict[str, Any]]:
     """``{model: {"status", "features"}}`` from each model's latest window."""

@@ -17,22 +17,31 @@ from .recorder import RequestMonitor
 
 if TYPE_CHECKING:
     from ..runtime.repository import ModelRepository
+    from ..runtime.served import ServedVersion
 
-__all__ = ["failing_production"]
+__all__ = ["failing_production", "failing_versions"]
 
 
-def failing_production(repository: ModelRepository, monitor: RequestMonitor) -> list[str]:
-    """One line per failed production version (empty: none)."""
+def failing_versions(repository: ModelRepository, monitor: RequestMonitor | None
+                     ) -> list[tuple[ServedVersion, str]]:
+    """Each failed production version with a line saying why (empty: none). Without a
+    monitor only failed loads count."""
     out = []
     for served in repository.index():
         if served.record.stage != "production":
             continue
         record = served.record
         if served.state == "failed":
-            out.append(f"{record.model} version {record.version} failed to load: "
-                       f"{served.reason}")
-        elif served.ready and monitor.failing(served):
+            out.append((served, f"{record.model} version {record.version} failed to load: "
+                                f"{served.reason}"))
+        elif monitor is not None and served.ready and monitor.failing(served):
             stats = served.metrics
-            out.append(f"{record.model} version {record.version} is failing at inference "
-                       f"({stats.streak} backend errors in a row; last: {stats.last_error})")
+            out.append((served, f"{record.model} version {record.version} is failing at "
+                                f"inference ({stats.streak} backend errors in a row; last: "
+                                f"{stats.last_error})"))
     return out
+
+
+def failing_production(repository: ModelRepository, monitor: RequestMonitor) -> list[str]:
+    """One line per failed production version (empty: none)."""
+    return [line for _, line in failing_versions(repository, monitor)]

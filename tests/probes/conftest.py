@@ -11,28 +11,13 @@ import appliance_onnxruntime
 import pytest
 import wrong_backend
 from helpers import make_services, serve
+from helpers.clock import Clock
 from probe_packages import DOUBLES, package
 
 from appliance.packages import push_package
 from appliance.plugins import get_plugin_manager
 from appliance.probes.runner import ProbeRunner
 from appliance.services import Services
-
-T0 = 1_900_000_000.0
-
-
-class Clock:
-    """Epoch seconds that only move when the test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 @dataclass
