@@ -7,12 +7,14 @@ and encodes the response. Nothing here touches the registry database or the disk
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import BadRequest, UnsupportedMediaType
-from .monitoring.counters import PRODUCTION, check_traffic
+from .monitoring.counters import PRODUCTION, TEST, check_traffic
 from .monitoring.readiness import failing_production
 from .monitoring.recorder import RequestMonitor
 from .protocol.codec import (
@@ -24,6 +26,8 @@ from .protocol.codec import (
 )
 from .protocol.types import InferenceRequest, RequestInput
 from .registry.models import version_key
+from .routing.policies import RouteContext
+from .routing.policy import RouteDecision, RoutePolicy
 from .runtime.repository import ModelRepository
 from .runtime.served import ServedVersion
 from .validation import check_declared_inputs, check_requested_outputs
@@ -48,6 +52,10 @@ class DataPlane:
         self.monitor = monitor
         self.drift: Any = None  # drift.DriftMonitor: O(1) sampling, set by build_services
         self.started = False
+        #: production requests in flight (the shadow runner sheds while the box is busy)
+        self.inflight = 0
+        #: routing.shadow.ShadowRunner: copies to shadow versions; set by build_services
+        self.shadow: Any = None
 
     # -- server ----------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
@@ -89,12 +97,15 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, body: bytes, *,
                     content_type: str = "", header_length: str | None = None,
                     timeout_ms: str | None = None, caller: str | None = None,
-                    traffic: str = PRODUCTION, trace: RequestTrace | None = None
-                    ) -> tuple[bytes, dict[str, str]]:
+                    traffic: str = PRODUCTION, trace: RequestTrace | None = None,
+                    headers_in: Sequence[tuple[bytes, bytes]] = (),
+                    subject: str | None = None) -> tuple[bytes, dict[str, str]]:
         """Run one inference request; return the encoded body and response headers.
         ``traffic`` is the request's class (production, test or synthetic): tagged
         traffic is kept out of the production metrics. ``trace``: a sampled request's
-        trace (appliance/tracing/), None for every other request."""
+        trace (appliance/tracing/), None for every other request. ``headers_in`` and
+        ``subject`` (the token's, None while auth is off) are what a sticky route
+        keys on."""
         started = time.perf_counter()
         if traffic != PRODUCTION:
             traffic = check_traffic(traffic)
@@ -105,12 +116,28 @@ class DataPlane:
                 "application/octet-stream with an Inference-Header-Content-Length header "
                 "for the binary tensor extension")
         length = _header_length(header_length)
-        served = self.repository.ready_model(name, version)
+        decoded = None  # (request, binary part) when a route needed the parameters first
+        policy = self.repository.route_of(name) if version is None else None
+        if policy is not None:
+            if policy.stored and policy.needs_parameters and length != 0:
+                decoded = decode_header(body, length)
+            decision = _decide(policy, traffic, headers_in, subject,
+                               decoded[0].parameters if decoded else None)
+            served, label = decision.served, decision.label
+            if not served.ready:
+                served = self.repository.ready_model(name, served.record.version)
+        else:
+            served = self.repository.ready_model(name, version)
+            label = "test" if traffic == TEST else "requested"
+            policy = None
+        if policy is not None and not policy.stored:
+            policy = None  # the default route records nothing
         if trace is not None:
             trace.routed(served, traffic, started)
         monitor = self.monitor
         arrays = None
         executing = False
+        self.inflight += 1
         try:
             if length == 0:
                 request, arrays = _raw_binary_request(served, body)
@@ -118,7 +145,7 @@ class DataPlane:
                 # what the request declares is checked against the signature before any
                 # tensor data is decoded: nothing proportional to a hostile shape is
                 # computed
-                request, binary_part = decode_header(body, length)
+                request, binary_part = decoded or decode_header(body, length)
                 check_declared_inputs(name, served.inputs, request.inputs)
                 check_requested_outputs(name, served.outputs, request.outputs)
                 arrays = decode_tensors(request, binary_part, length)
@@ -150,21 +177,47 @@ class DataPlane:
         except BaseException as exc:
             if monitor is not None:
                 monitor.failed(served, traffic, exc, executing, arrays)
+            if policy is not None and policy.observes and traffic == PRODUCTION and (
+                    executing or getattr(exc, "status", 500) >= 500):
+                policy.observe(decision, False, time.perf_counter() - started, None, None)
             raise
+        finally:
+            self.inflight -= 1
+        headers["X-Model-Version"] = served.record.version
+        headers["X-Route"] = label
         if served.headers:
             headers.update(served.headers)
         if timing is not None and monitor is not None:  # a no-op unless monitor.timed
             monitor.succeeded(served, traffic, arrays, timing, headers)
+        seconds = time.perf_counter() - started
         if self.auditor is not None:
+            routing: dict[str, Any] = {"backend": served.backend, "inline": execution.inline}
+            if traffic != PRODUCTION:
+                routing["traffic"] = traffic
+            if policy is not None:
+                routing["route"] = label
             self.auditor.observe(name, served.record.version, request.id, caller, arrays,
-                                 all_outputs, (time.perf_counter() - started) * 1000,
-                                 {"backend": served.backend, "inline": execution.inline}
-                                 if traffic == PRODUCTION else
-                                 {"backend": served.backend, "inline": execution.inline,
-                                  "traffic": traffic})
+                                 all_outputs, seconds * 1000, routing)
         if self.drift is not None and traffic == PRODUCTION:
             self.drift.observe(name, served.record.version, request.id, arrays, all_outputs)
+        if policy is not None and traffic == PRODUCTION:
+            if policy.observes:
+                policy.observe(decision, True, seconds, all_outputs, request.id)
+            if policy.shadows and self.shadow is not None:
+                self.shadow.offer(policy, arrays, all_outputs, seconds, random.random())
         return body, headers
+
+
+def _decide(policy: RoutePolicy, traffic: str, headers: Sequence[tuple[bytes, bytes]],
+            subject: str | None, parameters: Any) -> RouteDecision:
+    """The route's decision for a request that names no version: test traffic goes to
+    the route's test version (or the default), production traffic through the policy."""
+    if traffic == TEST:
+        found = policy.decide_test()
+        return RouteDecision((found or policy.primary()).served, "test")
+    if not policy.stored:
+        return policy.decide()
+    return policy.decide(RouteContext(headers, subject, parameters))
 
 
 def _raw_binary_request(served: ServedVersion, body: bytes

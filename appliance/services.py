@@ -35,6 +35,8 @@ from .probes.exposure import connect_probes
 from .probes.runner import ProbeRunner
 from .registry import Registry
 from .registry.opener import connect_registry
+from .routing.router import Router
+from .routing.shadow import ShadowRunner
 from .runtime.catalog import BackendCatalog
 from .runtime.placement import placement_for
 from .runtime.repository import ModelRepository
@@ -98,12 +100,18 @@ class Services:
     probes: ProbeRunner | None = None
     #: traces of inference requests (appliance/tracing/); None while [tracing] is off
     tracing: RequestTracer | None = None
+    #: canaries, bandits and rewards (appliance/routing/controller.py); set at load time
+    routing: Any = None
 
     def close(self) -> None:
         if self.tracing is not None:  # flushes within [tracing] export_timeout_s
             self.tracing.shutdown()
         if self.probes is not None:
             self.probes.stop()
+        if self.routing is not None:
+            self.routing.stop()
+        if self.dataplane.shadow is not None:
+            self.dataplane.shadow.stop()
         if self.alerts is not None:
             self.alerts.close()
         if self.drift is not None:
@@ -139,11 +147,13 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     registry.store.clean_staging()
     catalog = BackendCatalog(pm, placement.prefer, profile=hardware.match.profile)
     # the runtime reads the registry from loader and watcher threads: its own connection
-    repository = ModelRepository(connect_registry(registry), catalog,
+    runtime_registry = connect_registry(registry)
+    router = Router(lambda: runtime_registry.db, seed=settings.routing.reward_seed)
+    repository = ModelRepository(runtime_registry, catalog,
                                  inline_threshold_us=settings.inline_threshold_us,
                                  placement=placement, load_timeout_s=settings.load_timeout_s,
                                  headers_for=deprecation_headers,
-                                 serving=settings.models)
+                                 serving=settings.models, router=router)
     pm.hook.appliance_startup(settings=settings, registry=registry)
     audit = open_audit(settings.data_dir, settings.audit,
                        box_key_provider=registry.box_key_provider)
@@ -151,6 +161,7 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
     monitor = RequestMonitor(settings.metrics)
     dataplane = DataPlane(repository, auditor=audit.auditor if audit else None,
                           monitor=monitor)
+    dataplane.shadow = ShadowRunner(settings.routing, lambda: dataplane.inflight)
     services = Services(settings, pm, registry, catalog, repository, dataplane, hardware,
                         authenticator, audit=audit)
     services.health = HealthReport(services, monitor)
@@ -212,6 +223,10 @@ def load_models(services: Services, *, watch: bool = True) -> None:
         services.drift.start()
     if services.probes is not None:
         services.probes.start()
+    if services.dataplane.shadow is not None:
+        services.dataplane.shadow.start()
+    if services.routing is None and services.repository.router is not None:
+        services.routing = start_routing(services)
     if watch and services.watcher is None:
         audit = services.audit
         on_tick = (lambda db: bridge_events(db, audit.log)) if audit is not None else None
@@ -226,6 +241,22 @@ def load_models(services: Services, *, watch: bool = True) -> None:
         services.alerts.start()  # one process per data directory ticks, as scheduling
     if services.settings.scheduler and services.scheduler is None:
         services.scheduler = start_scheduler(services.settings)
+
+
+def start_routing(services: Services) -> Any:
+    """The routing thread (appliance/routing/controller.py) on its own registry
+    connection; it ticks canaries, bandits and rewards."""
+    from .routing.controller import RoutingController
+
+    assert services.repository.router is not None
+    controller = RoutingController(
+        services.repository.router, services.settings.routing, services.settings.data_dir,
+        registry=connect_registry(services.registry), repository=services.repository,
+        app_settings=services.settings, alerts=services.alerts)
+    for policy in list(services.repository.router.policies.values()):  # built before it
+        controller.wire(policy.runtime, policy.route)
+    controller.start()
+    return controller
 
 
 def start_scheduler(settings: Settings) -> Any:

@@ -28,6 +28,7 @@ from .lifecycle.settings import LifecycleSettings
 from .logging_setup import LoggingSettings
 from .monitoring.settings import MetricsSettings
 from .probes.settings import ProbeSettings
+from .routing.settings import RoutingSettings
 from .tracing.settings import TracingSettings
 
 #: read when present and no file is named; its absence means the defaults
@@ -115,6 +116,8 @@ class Settings(msgspec.Struct, kw_only=True):
     probes: ProbeSettings = msgspec.field(default_factory=ProbeSettings)
     #: OpenTelemetry traces of inference requests, with the otel extra (docs/monitoring.md)
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    #: test-traffic marking, shadow limits, the routing thread (docs/routing.md)
+    routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
 
     @property
     def registry_path(self) -> Path:

@@ -9,7 +9,11 @@
     models:export            export a model's artifact (refused while auth is off)
     audit:read               read the audit log
     metrics:read             scrape /metrics and read /v1/health (a monitoring system)
+    routes:write             change a model's route (weights, canary, shadow, bandit)
     admin                    every scope above
+    traffic:test             marks the holder's inference requests as test traffic; only
+                             by name (admin does not imply it, and the open identity
+                             lacks it)
 
 An identity's scopes come from its token's own ``scope`` (space-separated, OAuth 2) or
 ``scp`` (list or string, Azure AD) claim, plus ``role_scopes[role]`` for each role in the
@@ -32,13 +36,15 @@ APPROVE = "models:approve"
 EXPORT = "models:export"
 AUDIT_READ = "audit:read"
 METRICS_READ = "metrics:read"
+ROUTES_WRITE = "routes:write"
+TRAFFIC_TEST = "traffic:test"
 ADMIN = "admin"
 
 #: the realm named in WWW-Authenticate challenges
 REALM = "appliance"
 
 ALL_SCOPES = frozenset({INFER, READ, WRITE, PROMOTE, APPROVE, EXPORT, AUDIT_READ, METRICS_READ,
-                        ADMIN})
+                        ROUTES_WRITE, TRAFFIC_TEST, ADMIN})
 #: refused to the open identity even though it holds ``admin``: without auth, an export
 #: would hand the model's weights to anyone who can reach the port
 OPEN_DENIED = frozenset({EXPORT})
@@ -56,7 +62,7 @@ class Identity:
 
 
 #: the identity every request gets while auth is off (see ``auth_enabled``)
-OPEN_IDENTITY = Identity("anonymous", ALL_SCOPES - OPEN_DENIED, (), "open")
+OPEN_IDENTITY = Identity("anonymous", ALL_SCOPES - OPEN_DENIED - {TRAFFIC_TEST}, (), "open")
 
 
 def header_safe(text: str) -> str:

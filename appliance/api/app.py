@@ -32,6 +32,7 @@ from .metrics import MetricsController
 from .openapi import complete_document
 from .probes import PROBE_ROUTES
 from .repository import RepositoryController
+from .routes import ExperimentsController, RoutesController
 from .v2 import ModelController, ServerController
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,9 @@ def create_app(services: Services, *, load_in_background: bool = True) -> Infere
         # the governance DELETE shares a path with LifecycleController: it must come after
         route_handlers=[ServerController, ModelController, RepositoryController,
                         HardwareController, LifecycleController, ExportController,
-                        HealthController, *GOVERNANCE_ROUTES, *DRIFT_ROUTES, *ALERT_ROUTES,
-                        *PROBE_ROUTES,
+                        HealthController, RoutesController, ExperimentsController,
+                        *GOVERNANCE_ROUTES,
+                        *DRIFT_ROUTES, *ALERT_ROUTES, *PROBE_ROUTES,
                         *([MetricsController] if services.settings.metrics.enabled else [])],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from ..access.scopes import (
     OPEN_DENIED,
     PROMOTE,
     READ,
+    ROUTES_WRITE,
     WRITE,
     Identity,
     can_infer,
@@ -102,6 +103,14 @@ ROUTE_SCOPES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/feedback", WRITE),
     ("GET", "/v1/feedback", READ),
     ("POST", "/v1/kpis", WRITE),
+    # routing and experiments (api/routes.py)
+    ("GET", "/v1/routes", READ),
+    ("GET", "/v1/routes/{name}", READ),
+    ("PUT", "/v1/routes/{name}", ROUTES_WRITE),
+    ("DELETE", "/v1/routes/{name}", ROUTES_WRITE),
+    ("GET", "/v1/routes/{name}/shadow-report", READ),
+    ("GET", "/v1/routes/{name}/decisions", READ),
+    ("GET", "/v1/experiments/{name}", READ),
 )
 
 

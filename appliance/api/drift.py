@@ -38,10 +38,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from ..access.scopes import READ, WRITE
 from ..drift import DriftMonitor
 from ..drift.config import DriftConfig
-from ..drift.feedback import record_feedback
 from ..drift.kpi import kpi_report, parse_points
 from ..drift.status import history, status
 from ..errors import BadRequest, NotFound
+from ..routing.feedback import join_feedback
 from .auth import requires
 from .registry_access import AnyRequest
 from .state import services_of
@@ -193,9 +193,10 @@ class FeedbackController(Controller):
           summary="A label and/or reward for an answered request, by its request id")
     async def feedback(self, request: AnyRequest, data: JSONBody[FeedbackBody]
                        ) -> dict[str, Any]:
-        monitor = _monitor(request)
-        return await _off_loop(lambda: record_feedback(
-            monitor, data.request_id, label=data.label, reward=data.reward))
+        services = services_of(request)
+        drift, routing = services.drift, services.routing
+        return await _off_loop(lambda: join_feedback(
+            drift, routing, data.request_id, label=data.label, reward=data.reward))
 
     @get("/feedback", guards=[requires(READ)],
          summary="Stored feedback (labels, rewards), newest first")

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 from litestar import Litestar
 
-from ..access.scopes import OPEN_DENIED
+from ..access.scopes import OPEN_DENIED, TRAFFIC_TEST
 from ..errors import ApplianceError, PayloadTooLarge
 from ..http_protocol import CHECKED_HEADERS
+from ..monitoring.counters import TEST
 from .auth import authenticate, authorize, requirement_of
 from .errors import TOO_LARGE_HINT, error_answer
 from .request_id import accepted_request_id, echoing, find_request_id
@@ -115,7 +116,10 @@ class InferenceFront:
         self._shared = _shared_paths(app)
         #: None while tracing is off; else it decides per request (appliance/tracing/)
         self.tracer: RequestTracer | None = services.tracing
-        self._wanted = _WANTED if self.tracer is None else {**_WANTED, **_TRACE_HEADERS}
+        wanted = _WANTED if self.tracer is None else {**_WANTED, **_TRACE_HEADERS}
+        routing = services.settings.routing  # the header that marks test traffic
+        self._wanted = {**wanted, routing.test_header.lower().encode(): "traffic_class"}
+        self._test_value = routing.test_value.strip().lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -152,6 +156,9 @@ class InferenceFront:
             if field is not None:
                 kwargs[field] = value.decode("latin-1")
         request_id = kwargs.pop("request_id", None)
+        marked = kwargs.pop("traffic_class", None)
+        if marked is not None and marked.strip().lower() == self._test_value:
+            kwargs["traffic"] = TEST
         trace = None  # a sampled request's trace: spans are made for it only
         if self.tracer is not None:
             trace = self.tracer.begin(kwargs.pop("traceparent", None),
@@ -168,6 +175,8 @@ class InferenceFront:
             identity = await authenticate(headers_in, scope, self.services,
                                           always=requirement in OPEN_DENIED)
             authorize(identity, requirement, name)
+            if TRAFFIC_TEST in identity.scopes:  # granted by name: admin does not imply it
+                kwargs["traffic"] = TEST
             if trace is not None:
                 trace.authenticated()
                 kwargs["trace"] = trace
@@ -177,8 +186,9 @@ class InferenceFront:
             client = scope.get("client")
             caller = identity.subject if identity.via != "open" else (
                 f"open:{client[0]}" if client else "open")
-            content, headers = await self.services.dataplane.infer(name, version, body,
-                                                                   caller=caller, **kwargs)
+            content, headers = await self.services.dataplane.infer(
+                name, version, body, caller=caller, headers_in=headers_in,
+                subject=identity.subject if identity.via != "open" else None, **kwargs)
             status = 200
         except Exception as exc:  # the same answers as every other route (api/errors.py)
             status, message, headers = error_answer(exc, f"{scope['method']} {scope['path']}")

@@ -113,6 +113,7 @@ def _register_commands() -> None:
         lifecycle,
         models,
         package,
+        routes,
         scan,
         schedule,
         security,

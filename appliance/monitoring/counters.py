@@ -39,7 +39,8 @@ __all__ = ["REASONS", "RING", "TRAFFIC_CLASSES", "RequestStats", "VersionStats",
            "failure_reason"]
 
 PRODUCTION = "production"
-TRAFFIC_CLASSES = (PRODUCTION, "test", "synthetic")
+TEST = "test"
+TRAFFIC_CLASSES = (PRODUCTION, TEST, "synthetic")
 #: Triton's ``nv_inference_request_failure`` reasons, in index order
 REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 REJECTED, CANCELED, BACKEND, OTHER = range(4)

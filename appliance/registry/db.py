@@ -98,12 +98,26 @@ def _m005_hold_placer_and_webhook_outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at)")
 
 
+def _m006_routes(db: sqlite_utils.Database) -> None:
+    """Routing: one stored route per model (appliance/routing/store.py) and the state a
+    route moves through by itself (a canary's step, a bandit's weights)."""
+    db.execute("CREATE TABLE routes (model TEXT PRIMARY KEY, spec TEXT NOT NULL, "
+               "revision INTEGER NOT NULL, etag TEXT NOT NULL, updated_at TEXT NOT NULL, "
+               "updated_by TEXT NOT NULL)")
+    db.execute("CREATE TABLE route_state (model TEXT PRIMARY KEY, revision INTEGER NOT NULL, "
+               "state TEXT NOT NULL, updated_at TEXT NOT NULL)")
+    # the latest shadow report per model, for the CLI (written by the routing thread)
+    db.execute("CREATE TABLE route_reports (model TEXT NOT NULL, kind TEXT NOT NULL, "
+               "body TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (model, kind))")
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "models, versions, events", _m001_models_and_versions),
     (2, "variants and backend pin", _m002_variants_and_backend_pin),
     (3, "lifecycle: packages, stages, approvals, consumers, holds, retention", _m003_lifecycle),
     (4, "security: sbom column, fingerprints", _m004_security),
     (5, "hold placed_by, webhook outbox", _m005_hold_placer_and_webhook_outbox),
+    (6, "routes and route state", _m006_routes),
 ]
 
 

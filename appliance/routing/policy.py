@@ -29,10 +29,36 @@ class RouteDecision:
 
 
 class RoutePolicy(Protocol):
-    """One model's routing rule."""
+    """One model's routing rule.
 
-    def decide(self, request: Mapping[str, Any] | None = None) -> RouteDecision:
-        """The version for a request that names no version."""
+    ``stored``: a route from the registry (False for the default rule, which records
+    nothing); ``needs_parameters``: the decision reads the request's parameters (a sticky
+    route keyed on one), so the header is decoded first; ``observes``: answered requests
+    are reported back through :meth:`observe`; ``shadows``: the versions that get a copy.
+    """
+
+    stored: bool
+    needs_parameters: bool
+    observes: bool
+    shadows: tuple[ServedVersion, ...]
+
+    def decide(self, request: Any = None) -> RouteDecision:
+        """The version for a request that names no version (``request``: what the route
+        may read of it, a :class:`~.policies.RouteContext`)."""
+        ...
+
+    def primary(self) -> RouteDecision:
+        """The version that speaks for the model where no request decides (metadata):
+        no draw, nothing recorded."""
+        ...
+
+    def decide_test(self) -> RouteDecision | None:
+        """Where test traffic that names no version goes (None: :meth:`primary`)."""
+        ...
+
+    def observe(self, decision: RouteDecision, ok: bool, seconds: float,
+                outputs: Mapping[str, Any] | None, request_id: str | None) -> None:
+        """A production request this policy decided was answered (``ok``) or failed."""
         ...
 
 
@@ -44,8 +70,23 @@ class DefaultRoute:
     def __init__(self, decision: RouteDecision) -> None:
         self.decision = decision
 
-    def decide(self, request: Mapping[str, Any] | None = None) -> RouteDecision:
+    stored = False
+    needs_parameters = False
+    observes = False
+    shadows: tuple[ServedVersion, ...] = ()
+
+    def decide(self, request: Any = None) -> RouteDecision:
         return self.decision
+
+    def primary(self) -> RouteDecision:
+        return self.decision
+
+    def decide_test(self) -> RouteDecision | None:
+        return None
+
+    def observe(self, decision: RouteDecision, ok: bool, seconds: float,
+                outputs: Mapping[str, Any] | None, request_id: str | None) -> None:
+        return None
 
 
 _LABELS = {"production": "production", "deprecated": "previous-production",

@@ -14,12 +14,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import ApplianceError, NotFound, ServiceUnavailable
 from ..lifecycle.stages import SERVING
 from ..registry import Registry, VersionRecord
 from ..registry.models import version_key
-from ..routing import RoutePolicy, default_route
+from ..routing.policy import RoutePolicy, default_route
+
+if TYPE_CHECKING:
+    from ..routing.router import Router
 from ..settings import ModelServing
 from .catalog import BackendCatalog
 from .execution import Execution
@@ -38,7 +42,8 @@ class ModelRepository:
                  inline_threshold_us: int = 500, placement: Placement | None = None,
                  load_timeout_s: float = 120.0, load_attempts: int = 3,
                  headers_for: HeadersFor | None = None,
-                 serving: dict[str, ModelServing] | None = None) -> None:
+                 serving: dict[str, ModelServing] | None = None,
+                 router: Router | None = None) -> None:
         self.registry = registry
         self.catalog = catalog
         self.placement = placement or Placement()
@@ -48,6 +53,8 @@ class ModelRepository:
         self.load_attempts = load_attempts
         self.headers_for = headers_for or (lambda record: {})
         self.serving = serving or {}
+        #: stored routes (appliance/routing/router.py); None: every model routes by default
+        self.router = router
         self._models: dict[str, dict[str, ServedVersion]] = {}
         self._routes: dict[str, RoutePolicy] = {}
         self._lock = threading.RLock()
@@ -57,6 +64,8 @@ class ModelRepository:
     def load_all(self) -> list[ServedVersion]:
         """Load every version in a serving stage (failures are isolated)."""
         loaded = [self.load(r) for r in self.registry.versions() if r.stage in SERVING]
+        if self.router is not None:
+            self.router.reload()
         self._reroute()
         return loaded
 
@@ -144,6 +153,9 @@ class ModelRepository:
             known = self._models.get(name, {}).get(version)
             if record.stage in SERVING and (known is None or known.state == "unloaded"):
                 self.load(record)
+        if self.router is not None:
+            self.router.reload()
+            self.router.forget_missing()
         self._reroute()
         with self._lock:
             for name, versions in list(self._models.items()):
@@ -163,8 +175,11 @@ class ModelRepository:
     def _reroute(self) -> None:
         with self._lock:
             routes: dict[str, RoutePolicy] = {}
+            router = self.router
             for name, versions in self._models.items():
-                policy = default_route(versions)
+                policy: RoutePolicy | None = default_route(versions)
+                if router is not None:
+                    policy = router.policy_for(name, versions, policy)  # type: ignore[arg-type]
                 if policy is not None:
                     routes[name] = policy
             self._routes = routes  # one assignment: readers see old or new, never half
@@ -210,10 +225,14 @@ class ModelRepository:
             known = ", ".join(self.names()) or "none"
             raise NotFound(f"unknown model {name!r}; models served here: {known}") from None
 
+    def route_of(self, name: str) -> RoutePolicy | None:
+        """The model's routing policy (None: no ready version to route to)."""
+        return self._routes.get(name)
+
     def default_version(self, name: str) -> ServedVersion:
         route = self._routes.get(name)
         if route is not None:
-            return route.decide().served
+            return route.primary().served
         versions = self.versions(name)
         return max(versions.values(), key=lambda s: version_key(s.record.version))
 

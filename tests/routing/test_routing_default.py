@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.registry import VersionRecord
-from appliance.routing import default_route
+from appliance.routing.policy import default_route
 from appliance.runtime.served import ServedVersion
 
 
