@@ -117,8 +117,9 @@ class InferenceFront:
         #: None while tracing is off; else it decides per request (appliance/tracing/)
         self.tracer: RequestTracer | None = services.tracing
         wanted = _WANTED if self.tracer is None else {**_WANTED, **_TRACE_HEADERS}
-        routing = services.settings.routing  # the header that marks test traffic
-        self._wanted = {**wanted, routing.test_header.lower().encode(): "traffic_class"}
+        routing = services.settings.routing  # a site's own test-traffic marker, if any
+        marker = routing.test_header.lower().encode()
+        self._wanted = wanted if marker in wanted else {**wanted, marker: "traffic_class"}
         self._test_value = routing.test_value.strip().lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
