@@ -1,7 +1,7 @@
 """Stored routes: one row per model in the registry, changed only with the right ETag.
 
-A route's ETag is ``"<revision>-<digest>"``: the revision counts the writes, the digest
-is of the spec as stored. ``PUT`` with ``If-Match`` set to anything else is refused with
+A route's ETag is ``"<revision>-<digest>"``: the revision counts the writes (a route
+re-created after a delete goes on counting), the digest is of the spec as stored. ``PUT`` with ``If-Match`` set to anything else is refused with
 412 (two operators editing one route cannot silently overwrite each other); ``If-Match:
 *`` or none at all (the CLI) writes whatever is there. Every write is one transaction
 that also records a registry event (``route.set``, ``route.delete``, ``route.state``:
@@ -88,6 +88,15 @@ def _check_match(model: str, current: StoredRoute | None, if_match: str | None) 
             f"{have or 'absent'}; GET /v1/routes/{model} and apply your change to that")
 
 
+def _last_revision(db: sqlite_utils.Database, model: str) -> int:
+    """The highest revision the model's route ever had (0: none): a route re-created
+    after a delete continues from it, so neither a stale ETag nor a server's runtime of
+    the deleted route can be taken for the new one."""
+    row = db.execute("SELECT MAX(CAST(json_extract(detail, '$.revision') AS INTEGER)) "
+                     "FROM events WHERE model = ? AND action = 'route.set'", [model]).fetchone()
+    return int(row[0] or 0)
+
+
 def set_route(db: sqlite_utils.Database, model: str, spec: RouteSpec, *, actor: str,
               if_match: str | None = None, reason: str = "") -> StoredRoute:
     """Store ``spec`` (already checked: :func:`.spec.check_spec`) as the model's route."""
@@ -95,7 +104,7 @@ def set_route(db: sqlite_utils.Database, model: str, spec: RouteSpec, *, actor: 
     with transaction(db):
         current = get_route(db, model)
         _check_match(model, current, if_match)
-        revision = (current.revision if current else 0) + 1
+        revision = (current.revision if current else _last_revision(db, model)) + 1
         etag, at = _etag(revision, text), now()
         db.execute("INSERT INTO routes (model, spec, revision, etag, updated_at, updated_by) "
                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model) DO UPDATE SET "
