@@ -64,7 +64,7 @@ def _body(options: dict[str, Any]) -> dict[str, Any]:
         body = {"policy": "canary", "candidate": options["canary"]}
         if options["steps"]:
             body["steps"] = _numbers(options["steps"], "--steps")
-        if options["interval"]:
+        if options["interval"] is not None:  # 0 is refused by the route check, not dropped
             body["interval_s"] = options["interval"]
     elif options["bandit"]:
         body = {"policy": "bandit", "arms": [a.strip() for a in options["bandit"].split(",")],

@@ -17,6 +17,7 @@ Every ``[routing] tick_s`` (default 1 s), off the request path:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -45,6 +46,10 @@ __all__ = ["RoutingController"]
 
 log = logging.getLogger(__name__)
 
+#: requests without an ``id`` are assigned under an anonymous one (never rewarded): a
+#: per-process prefix and a counter, cheaper than a uuid per request
+_ANON = uuid.uuid4().hex[:12]
+_COUNTER = itertools.count(1)
 #: policies whose assignments are kept in rewards.db
 EXPERIMENTS = ("bandit", "weighted", "sticky")
 #: seconds between stored shadow reports
@@ -102,7 +107,7 @@ class RoutingController:
         def assign(request_id: str | None, arm: str, ok: bool) -> None:
             weights = runtime.bandit_weights if bandit is not None else fixed
             share = weights.get(arm, 0.0) if weights else 1 / max(len(arms), 1)
-            rid = request_id or f"anon-{uuid.uuid4().hex}"
+            rid = request_id or f"anon-{_ANON}-{next(_COUNTER)}"
             store.assign(rid, model, arm, share, clock())
             if bandit is not None:
                 bandit.assigned_since += 1

@@ -3,7 +3,10 @@
 A route's draws come from a sequence seeded by the model and the route's revision
 (:mod:`.router`), and sticky keys hash the same everywhere, so replaying the requests a
 route saw since its revision began gives the decisions it made (``dry_run`` routes log
-them: ``GET /v1/routes/{model}/decisions``). Each trace line is a JSON object with any of
+them: ``GET /v1/routes/{model}/decisions``) as long as the split did not change within
+the revision: weighted, sticky and shadow routes always, a canary until its first step, a
+bandit until its first re-weighting (its weights are recomputed from ``rewards.db`` every
+tick, not kept with the trace). Each trace line is a JSON object with any of
 ``headers`` (name → value), ``subject`` and ``parameters``; ``traffic: "test"`` marks a
 test request.
 """

@@ -1,9 +1,10 @@
 """Stored routes: one row per model in the registry, changed only with the right ETag.
 
 A route's ETag is ``"<revision>-<digest>"``: the revision counts the writes (a route
-re-created after a delete goes on counting), the digest is of the spec as stored. ``PUT`` with ``If-Match`` set to anything else is refused with
-412 (two operators editing one route cannot silently overwrite each other); ``If-Match:
-*`` or none at all (the CLI) writes whatever is there. Every write is one transaction
+re-created after a delete goes on counting), the digest is of the spec as stored.
+``PUT`` with ``If-Match`` set to anything else is refused with 412 (two operators
+editing one route cannot silently overwrite each other); ``If-Match: *`` or none at
+all (the CLI) writes whatever is there. Every write is one transaction
 that also records a registry event (``route.set``, ``route.delete``, ``route.state``:
 the audit bridge copies events into the audit chain) and bumps the generation, so the
 serving process rebuilds its routes.

@@ -4,7 +4,9 @@ repository that loads them, its router and the data plane), no HTTP server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from appliance.dataplane import DataPlane
 from appliance.lifecycle.promotion import promote
 from appliance.packages.importer import import_model
 from appliance.registry import Registry
+from appliance.routing.policy import RoutePolicy
 from appliance.routing.router import Router
 from appliance.runtime.catalog import BackendCatalog
 from appliance.runtime.repository import ModelRepository
@@ -53,6 +56,24 @@ class Stack:
         self.repository = ModelRepository(self.registry, catalog, router=self.router)
         self.repository.load_all()
         self.dataplane = DataPlane(self.repository)
+
+    def route(self) -> RoutePolicy:
+        """``m``'s route after re-reading the registry (what the registry watcher does
+        when a route or a stage changes)."""
+        self.repository.refresh()
+        policy = self.repository.route_of("m")
+        assert policy is not None
+        return policy
+
+    def infer(self, headers: Sequence[tuple[bytes, bytes]] = (), *, subject: str | None = None,
+              traffic: str = "production") -> tuple[list[float], dict[str, str]]:
+        """One request to ``m`` naming no version, x = [1, 1]: its y and its headers."""
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2],
+                                       "data": [1.0, 1.0]}]}).encode()
+        answer, out = asyncio.run(self.dataplane.infer(
+            "m", None, body, content_type="application/json", headers_in=headers,
+            subject=subject, traffic=traffic))
+        return json.loads(answer)["outputs"][0]["data"], out
 
     def close(self) -> None:
         self.repository.close()
