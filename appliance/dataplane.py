@@ -7,6 +7,7 @@ and encodes the response. Nothing here touches the registry database or the disk
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -137,6 +138,7 @@ class DataPlane:
         monitor = self.monitor
         arrays = None
         executing = False
+        request_id: str | None = None  # decoded: a failed request's reward is "errored"
         self.inflight += 1
         try:
             if length == 0:
@@ -149,6 +151,7 @@ class DataPlane:
                 check_declared_inputs(name, served.inputs, request.inputs)
                 check_requested_outputs(name, served.outputs, request.outputs)
                 arrays = decode_tensors(request, binary_part, length)
+            request_id = request.id
             names, binary = requested_outputs(request)
             execution = served.execution
             assert execution is not None  # ready_model answers only ready versions
@@ -175,11 +178,14 @@ class DataPlane:
                 assert timing is not None
                 trace.executed(execution, arrays, timing)
         except BaseException as exc:
+            with contextlib.suppress(AttributeError):  # says who failed (api/infer_route.py)
+                exc.answered_by = (served.record.version, label)  # type: ignore[attr-defined]
             if monitor is not None:
                 monitor.failed(served, traffic, exc, executing, arrays)
             if policy is not None and policy.observes and traffic == PRODUCTION and (
                     executing or getattr(exc, "status", 500) >= 500):
-                policy.observe(decision, False, time.perf_counter() - started, None, None)
+                policy.observe(decision, False, time.perf_counter() - started, None,
+                               request_id)
             raise
         finally:
             self.inflight -= 1

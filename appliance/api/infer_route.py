@@ -194,6 +194,9 @@ class InferenceFront:
         except Exception as exc:  # the same answers as every other route (api/errors.py)
             status, message, headers = error_answer(exc, f"{scope['method']} {scope['path']}")
             content = msgspec.json.encode({"error": message})
+            answered = getattr(exc, "answered_by", None)  # the data plane's (version, route)
+            if answered is not None:
+                headers = {**headers, "X-Model-Version": answered[0], "X-Route": answered[1]}
             if trace is not None:
                 trace.failed(exc)
         media = headers.pop("Content-Type", "application/json")

@@ -35,13 +35,13 @@ def join_feedback(drift: Any, routing: Any, request_id: str, *,
     if reward is not None and routing is not None:
         joined = routing.reward(request_id, float(reward))
     row: dict[str, Any] = {"request_id": request_id, "reward": reward, "label": label}
-    if drift is not None:
+    if drift is not None and not (joined == "duplicate" and label is None):
         try:
             row = record_feedback(drift, request_id, label=label, reward=reward)
         except NotFound:
             if joined is None:
                 raise
-    elif joined is None:
+    elif drift is None and joined is None:
         raise NotFound(f"request {request_id!r} is not one this server routed to an "
                        "experiment, and drift detection (which keeps recent requests) is off")
     row["routing"] = joined

@@ -57,7 +57,9 @@ def _live(runtime: RouteRuntime | None, policy: Any, router: Router) -> dict[str
         live["canary_weight"] = runtime.canary_weight
     if runtime.dry_counts:
         live["dry_run"] = dict(runtime.dry_counts)
-    canary = router.canary_of(runtime.model) if router.canary_of is not None else None
+    canary = router.canary_of(runtime.model) if (
+        router.canary_of is not None and policy is not None
+        and policy.spec.policy == "canary") else None
     if canary is not None:
         live["canary"] = canary
     return live

@@ -4,11 +4,14 @@
 * ``"mode": "raise"``: every predict on real inputs raises ``RuntimeError("device
   lost")`` (a candidate that breaks at inference);
 * ``"mode": "gate"``: every predict on real inputs waits until :data:`GATE` is set (a
-  version that is stuck, e.g. on a busy accelerator).
+  version that is stuck, e.g. on a busy accelerator);
+* ``"mode": "cold"``: the warm-up raises, so the version never loads in a server (its
+  load check at import reads the signature only).
 
-Inputs of zeros only (the warm-up's, generated from the signature) are answered in every
-mode, so each version loads and warms up like a healthy one; each warm-up also sleeps a
-millisecond so the version is run on a worker thread, never inline on the event loop.
+Inputs of zeros only (the warm-up's, generated from the signature) are answered in the
+other modes, so those versions load and warm up like healthy ones; each warm-up also
+sleeps a millisecond so the version runs on a worker thread, never inline on the event
+loop (where a held request would hold the whole server).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class RoutedModel(appliance.LoadedModel):
     def predict(self, inputs):
         x = inputs["x"]
         if not x.any():
+            if self.mode == "cold":
+                raise RuntimeError("warm-up failed")
             time.sleep(0.001)  # the warm-up: slow enough not to run inline
         elif self.mode == "raise":
             raise RuntimeError("device lost")
