@@ -223,7 +223,7 @@ def _decide(policy: RoutePolicy, traffic: str, headers: Sequence[tuple[bytes, by
         return RouteDecision((found or policy.primary()).served, "test")
     if not policy.stored:
         return policy.decide()
-    return policy.decide(RouteContext(headers, subject, parameters))
+    return policy.decide(RouteContext(headers, subject, parameters) if policy.keyed else None)
 
 
 def _raw_binary_request(served: ServedVersion, body: bytes

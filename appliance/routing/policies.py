@@ -101,7 +101,7 @@ class StoredPolicy:
         self._parameter = sticky.parameter if sticky else None
         self.needs_parameters = self._parameter is not None
         self._salt = salt_for(sticky.salt if sticky else None, route.model)
-        self._keyed = sticky is not None
+        self._keyed = self.keyed = sticky is not None
         self._versions = versions
         self._table: tuple[Split | None, tuple[RouteDecision, ...]] = (None, ())
         self.reweigh()

@@ -38,6 +38,8 @@ class RoutePolicy(Protocol):
     """
 
     stored: bool
+    #: the decision reads a key (sticky): ``decide`` gets a RouteContext, else None
+    keyed: bool
     needs_parameters: bool
     observes: bool
     shadows: tuple[ServedVersion, ...]
@@ -71,6 +73,7 @@ class DefaultRoute:
         self.decision = decision
 
     stored = False
+    keyed = False
     needs_parameters = False
     observes = False
     shadows: tuple[ServedVersion, ...] = ()
