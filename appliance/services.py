@@ -43,6 +43,7 @@ from .runtime.repository import ModelRepository
 from .runtime.scaling import ScalingController
 from .runtime.watcher import RegistryWatcher
 from .settings import Settings
+from .sync.scheduler import start_sync, watch_sync
 from .tracing import start_tracing
 
 if TYPE_CHECKING:
@@ -181,6 +182,7 @@ def build_services(settings: Settings, *, pm: pluggy.PluginManager | None = None
         connect_probes(services.probes, collector=collector, alerts=services.alerts,
                        health=services.health)
     watch_services(services)  # health, drift and latency into the alert rules
+    watch_sync(services)  # the hub sync as a health dependency (degraded, never unready)
     services.tracing = start_tracing(settings.tracing)
     return services
 
@@ -241,6 +243,7 @@ def load_models(services: Services, *, watch: bool = True) -> None:
         services.alerts.start()  # one process per data directory ticks, as scheduling
     if services.settings.scheduler and services.scheduler is None:
         services.scheduler = start_scheduler(services.settings)
+        start_sync(services)  # the scheduled hub sync, when the box is enrolled
 
 
 def start_routing(services: Services) -> Any:

@@ -29,6 +29,7 @@ from .logging_setup import LoggingSettings
 from .monitoring.settings import MetricsSettings
 from .probes.settings import ProbeSettings
 from .routing.settings import RoutingSettings
+from .sync.settings import SyncSettings
 from .tracing.settings import TracingSettings
 
 #: read when present and no file is named; its absence means the defaults
@@ -118,6 +119,8 @@ class Settings(msgspec.Struct, kw_only=True):
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
     #: test-traffic marking, shadow limits, the routing thread (docs/routing.md)
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
+    #: fleet sync with a hub: URLs, interval and jitter, outbox bounds (appliance/sync/)
+    sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
 
     @property
     def registry_path(self) -> Path:

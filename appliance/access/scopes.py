@@ -10,6 +10,9 @@
     audit:read               read the audit log
     metrics:read             scrape /metrics and read /v1/health (a monitoring system)
     routes:write             change a model's route (weights, canary, shadow, bandit)
+    hub:read                 the hub: list devices, groups, packages; verify its audit log
+    hub:operate              the hub: groups, assignments, enrolment tokens, key rotation
+    hub:publish              the hub: publish a signed package (a CI publisher)
     admin                    every scope above
     traffic:test             marks the holder's inference requests as test traffic; only
                              by name (admin does not imply it, and the open identity
@@ -38,13 +41,18 @@ AUDIT_READ = "audit:read"
 METRICS_READ = "metrics:read"
 ROUTES_WRITE = "routes:write"
 TRAFFIC_TEST = "traffic:test"
+HUB_READ = "hub:read"
+HUB_OPERATE = "hub:operate"
+HUB_PUBLISH = "hub:publish"
 ADMIN = "admin"
 
 #: the realm named in WWW-Authenticate challenges
 REALM = "appliance"
 
+#: the hub's operator API (appliance/hub/); a box's open identity never holds them
+HUB_SCOPES = frozenset({HUB_READ, HUB_OPERATE, HUB_PUBLISH})
 ALL_SCOPES = frozenset({INFER, READ, WRITE, PROMOTE, APPROVE, EXPORT, AUDIT_READ, METRICS_READ,
-                        ROUTES_WRITE, TRAFFIC_TEST, ADMIN})
+                        ROUTES_WRITE, TRAFFIC_TEST, ADMIN, *HUB_SCOPES})
 #: refused to the open identity even though it holds ``admin``: without auth, an export
 #: would hand the model's weights to anyone who can reach the port
 OPEN_DENIED = frozenset({EXPORT})
@@ -62,7 +70,8 @@ class Identity:
 
 
 #: the identity every request gets while auth is off (see ``auth_enabled``)
-OPEN_IDENTITY = Identity("anonymous", ALL_SCOPES - OPEN_DENIED - {TRAFFIC_TEST}, (), "open")
+OPEN_IDENTITY = Identity("anonymous", ALL_SCOPES - OPEN_DENIED - {TRAFFIC_TEST} - HUB_SCOPES,
+                         (), "open")
 
 
 def header_safe(text: str) -> str:

@@ -110,6 +110,7 @@ def _register_commands() -> None:
         drift,
         governance,
         hardware,
+        hub,
         lifecycle,
         models,
         package,
@@ -118,6 +119,7 @@ def _register_commands() -> None:
         schedule,
         security,
         serve,
+        sync,
         tokens,
     )
 

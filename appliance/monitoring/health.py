@@ -5,8 +5,9 @@
               data directory's disk has less than ``disk_free_min_mb`` free
     degraded  it serves, but something needs a look: a version outside production failed
               or is failing, the scheduler or the audit writer is not running while
-              configured, the audit writer dropped records, or a health source (drift,
-              SLO alerts: :meth:`HealthReport.add_health_source`) reported a reason
+              configured, the audit writer dropped records, a health source (drift,
+              SLO alerts: :meth:`HealthReport.add_health_source`) reported a reason,
+              or a dependency did (the hub sync: :meth:`HealthReport.add_dependency`)
     ok        none of the above
 
 Degraded never touches liveness or readiness; only what :mod:`.readiness` names turns
@@ -29,10 +30,12 @@ if TYPE_CHECKING:
     from ..runtime.served import ServedVersion
     from ..services import Services
 
-__all__ = ["HealthReport", "HealthSource"]
+__all__ = ["DependencySource", "HealthReport", "HealthSource"]
 
 #: a contributor of degraded reasons: each item is a reason, or (model, reason)
 HealthSource = Callable[[], Iterable[str | tuple[str, str]]]
+#: a dependency of the box (the hub sync): its facts, and the degraded reasons it adds
+DependencySource = Callable[[], tuple[dict[str, Any], Iterable[str]]]
 #: the distributions whose versions the report names, when installed
 BACKEND_LIBRARIES = ("onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert",
                      "numpy")
@@ -55,12 +58,19 @@ class HealthReport:
         self.services = services
         self.monitor = monitor
         self.sources: list[HealthSource] = []
+        self.dependency_sources: dict[str, DependencySource] = {}
         self._libraries: dict[str, str] | None = None
 
     def add_health_source(self, source: HealthSource) -> None:
         """Let ``source`` (drift, alerts) contribute degraded reasons to every report. A
         source that raises is itself reported as a degraded reason."""
         self.sources.append(source)
+
+    def add_dependency(self, name: str, source: DependencySource) -> None:
+        """Report ``source()``'s facts under ``dependencies[name]`` and add its reasons
+        as degraded (never failing: a dependency does not make the box unready). A
+        source that raises is itself a degraded reason."""
+        self.dependency_sources[name] = source
 
     # -- the report --------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -157,7 +167,16 @@ class HealthReport:
                 degraded.append(f"the audit writer dropped {audit['dropped']} record(s)")
         if self._libraries is None:
             self._libraries = _library_versions()
-        return {"registry": {"path": str(registry_path), "writable": writable},
-                "disk": {"free_bytes": free, "min_free_bytes": minimum},
-                "scheduler": {"enabled": settings.scheduler, "running": running},
-                "audit_writer": audit, "backend_libraries": self._libraries}
+        out = {"registry": {"path": str(registry_path), "writable": writable},
+               "disk": {"free_bytes": free, "min_free_bytes": minimum},
+               "scheduler": {"enabled": settings.scheduler, "running": running},
+               "audit_writer": audit, "backend_libraries": self._libraries}
+        for name, source in self.dependency_sources.items():
+            try:
+                facts, reasons = source()
+                degraded.extend(reasons)
+            except Exception as exc:
+                facts = {"error": f"{type(exc).__name__}: {exc}"}
+                degraded.append(f"dependency {name!r} could not be checked: {facts['error']}")
+            out[name] = facts
+        return out
