@@ -6,11 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import standin_tuf_client  # TEMPORARY until appliance/sync/tuf_client.py lands
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-standin_tuf_client.install()
-
 from sync_helpers import make_box, public_pem  # noqa: E402
 
 from appliance.hub.app import create_hub_app  # noqa: E402
