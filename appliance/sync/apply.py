@@ -29,6 +29,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from ..errors import ApplianceError, BadRequest, NotFound
 from ..lifecycle.stages import STAGES
@@ -153,10 +154,12 @@ def _registered(box: Box, want: _Want) -> bool:
 
 
 def apply_desired(box: Box, client: Downloader, desired: dict[str, Any], downloads: Path,
-                  private_key: Any) -> ApplyResult:
+                  private_key: Any, *, cache_dir: Path | None = None) -> ApplyResult:
     """Apply ``desired`` to ``box`` (module docstring). A refused download raises (the
     TUF client's ``SyncRefused``) before anything is installed; ``downloads`` holds the
-    verified downloads until they are installed."""
+    verified downloads until they are installed. ``cache_dir`` is the TUF client's
+    target cache: a package's cached copy is removed once it is installed (the store
+    has it; a package that failed to install stays cached, so it is not fetched again)."""
     result = ApplyResult()
     wants = _wants(desired, result)
     missing = [w for w in wants if not _registered(box, w)]
@@ -176,6 +179,8 @@ def apply_desired(box: Box, client: Downloader, desired: dict[str, Any], downloa
                 box.progress(f"{want.model} {want.version}: installing")
                 _install(box, want, fetched[want.model], private_key)
                 result.installed.append({"model": want.model, "version": want.version})
+                if cache_dir is not None:  # HubClient names its copies so
+                    (cache_dir / quote(want.target, "")).unlink(missing_ok=True)
             before = len(result.promoted)
             _promote(box, want, result)
             if len(result.promoted) == before and want not in missing:

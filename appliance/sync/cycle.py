@@ -63,6 +63,8 @@ log = logging.getLogger("appliance.sync")
 #: refusals that mean "no fresh answer", not "an attack": the box is stale, not attacked
 OFFLINE_KINDS = frozenset({"unreachable", "expired"})
 LOCK_FILE = "cycle.lock"
+#: verified packages copied out of the TUF cache, until they are installed
+INCOMING = "incoming"
 
 
 class Client(Downloader, Protocol):
@@ -167,15 +169,16 @@ def _fetch_and_apply(box: Box, client_factory: ClientFactory, enrollment: Enroll
 
     data_dir = Path(box.settings.data_dir)
     now = time.time()
+    client: Client | None = None
     try:
         client = client_factory(data_dir, enrollment, root_path(data_dir).read_bytes())
         box.progress("refreshing the hub's metadata")
         client.refresh()
         desired = client.desired(enrollment.device_id) or {}
         box.progress(f"desired state: {len(desired)} model(s)")
-        result.applied = apply_desired(box, client, desired,
-                                       sync_dir(data_dir) / DOWNLOADS_DIR,
-                                       identity.encryption_key)
+        result.applied = apply_desired(box, client, desired, sync_dir(data_dir) / INCOMING,
+                                       identity.encryption_key,
+                                       cache_dir=sync_dir(data_dir) / DOWNLOADS_DIR)
     except SyncRefused as exc:
         kind, message = str(exc.kind), str(getattr(exc, "message", exc))
         result.error = f"{kind}: {message}"
@@ -188,6 +191,10 @@ def _fetch_and_apply(box: Box, client_factory: ClientFactory, enrollment: Enroll
         result.status = "error"
         result.error = exc.message if isinstance(exc, ApplianceError) else (
             f"{type(exc).__name__}: {exc}")
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()  # the HTTP pools it opened
     if result.status == "ok":
         state.stale_since, state.last_success_at = None, now
         state.last_error = state.last_refusal = None

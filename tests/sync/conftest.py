@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sync_helpers import make_box, public_pem  # noqa: E402
+from sync_helpers import make_box, public_pem
 
-from appliance.hub.app import create_hub_app  # noqa: E402
-from appliance.hub.enrolment import issue_token  # noqa: E402
-from appliance.hub.fleet import add_group, trust_publisher  # noqa: E402
-from appliance.hub.services import Hub, init_hub, open_hub  # noqa: E402
-from appliance.hub.settings import HubSettings, load_hub_settings  # noqa: E402
-from appliance.testing.server import ServerThread  # noqa: E402
+from appliance.hub.app import create_hub_app
+from appliance.hub.enrolment import issue_token
+from appliance.hub.fleet import add_group, trust_publisher
+from appliance.hub.services import Hub, init_hub, open_hub
+from appliance.hub.settings import HubSettings, load_hub_settings
+from appliance.testing.server import ServerThread
 
 
 @pytest.fixture

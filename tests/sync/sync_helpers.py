@@ -3,6 +3,7 @@ backends) to sync, and reading its health."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,13 @@ from appliance.runtime.loading import load_check
 from appliance.security.trust import publishers
 from appliance.settings import Settings, load_settings
 from appliance.sync.box import Box
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (a hub that is gone)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def public_pem(key: Ed25519PrivateKey) -> bytes:

@@ -3,13 +3,13 @@ and promoted through the lifecycle on one box; failed loads; a hub that goes awa
 
 from __future__ import annotations
 
-import socket
+import json
 
 import httpx
 import numpy as np
 import pytest
 from helpers import make_services, serve
-from sync_helpers import signed_package
+from sync_helpers import closed_port, signed_package
 
 from appliance.hub.fleet import list_devices
 from appliance.hub.publish import publish
@@ -22,12 +22,6 @@ from appliance.sync.state import read_state
 from appliance.sync.status import sync_status
 
 HARDWARE = {"profile": "x86_64-avx2"}
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -121,6 +115,21 @@ def test_a_version_that_fails_to_load_keeps_the_old_one_and_is_reported(hub, pub
         "it failed here before")  # not retried every cycle
 
 
+def stored_report(hub, seq: int) -> dict:
+    """The newest report body, at or below ``seq``, that the hub stored for the only
+    device and that was queued while the box was offline."""
+    from appliance.hub import store as db
+
+    with hub.store.read() as conn:
+        device_id = list_devices(hub)[0]["id"]
+        for candidate in range(seq, 0, -1):
+            row = db.get_report(conn, device_id, candidate)
+            body = json.loads(row["body"])
+            if body["kind"] == "report" and body["health"]["stale_since"] is not None:
+                return body
+    raise AssertionError("no report queued while offline reached the hub")
+
+
 def infer(url: str, model: str = "scale") -> list[float]:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2],
                         "data": [1.0, 2.0]}]}
@@ -178,6 +187,32 @@ def test_offline_the_box_goes_stale_keeps_serving_and_converges_when_the_hub_is_
         health = httpx.get(f"{server.url}/v1/health", timeout=10).json()
         assert health["dependencies"]["hub_sync"]["status"] == "ok"
         assert services.alerts.list_alerts(state="firing") == []
+        report = stored_report(hub, back.upload.acked)
+        assert report["health"]["stale_since"] is not None  # queued while offline...
+        assert report["installed"]["scale"][0]["version"] == "1"
+        assert report["audit_checkpoints"][0]["signature"]  # the box's signed audit head
+        assert report["metrics"]["audit_head"]["seq"] >= 1
     finally:
         server.stop()
         services.close()
+
+
+def test_the_cli_runs_one_cycle_with_progress_and_status(hub, published, enrolled,
+                                                         monkeypatch):
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+
+    one = enrolled()
+    published("1")
+    assign(hub, "lab", "scale", "1", "production", actor="ops")
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", str(one.settings.data_dir))
+    monkeypatch.delenv("APPLIANCE_DISABLE_PLUGIN_AUTOLOAD")  # the CLI's backends
+    done = CliRunner().invoke(main, ["sync", "run"])
+    assert done.exit_code == 0, done.output
+    assert "refreshing the hub's metadata" in done.stderr
+    assert done.stdout.startswith("sync ok")
+    assert "promoted scale version 1: registered -> production" in done.stdout
+    status = CliRunner().invoke(main, ["sync", "status"])
+    assert status.exit_code == 0 and "not stale" in status.stdout
+    assert "outbox: 0 report(s) waiting" in status.stdout

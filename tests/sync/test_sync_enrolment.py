@@ -4,10 +4,10 @@ acknowledged by sequence."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from click.testing import CliRunner
+from sync_helpers import closed_port
 
 from appliance.cli import main
 from appliance.errors import Conflict
@@ -20,12 +20,6 @@ from appliance.sync.state import enrollment_of, root_path
 from appliance.sync.upload import upload
 
 HARDWARE = {"profile": "x86_64-avx2", "facts": {"cpu_count": 4}}
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_enrolment_stores_the_device_its_group_and_the_hubs_root(hub, hub_url, box,
