@@ -36,7 +36,7 @@ def check_private(path: Path) -> None:
                           f"run `chmod 600 {path}` (the appliance refuses looser key files)")
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Create ``path`` 0600 atomically; never overwrite an existing key."""
     # a unique temporary name: one left by a killed process never blocks the next
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -103,6 +103,6 @@ class KeyStore:
         if not path.exists():
             # another process may win the race to create it: then use its key
             with contextlib.suppress(FileExistsError):
-                _write_private(path, create())
+                write_private(path, create())
         check_private(path)
         return path.read_bytes()

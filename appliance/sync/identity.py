@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ConfigError
-from ..security.keys import check_private
+from ..security.keys import check_private, write_private
 from ..security.trust import key_id
 
 __all__ = ["SYNC_DIR", "DeviceIdentity", "load_identity", "raw_public_b64", "sync_dir",
@@ -110,21 +108,6 @@ def _derive(box_key: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT, info=info).derive(box_key)
 
 
-def _create_private(path: Path, data: bytes) -> None:
-    """Create ``path`` 0600 with ``data`` atomically; a key already there is kept."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
 def _file_key(path: Path, make: Callable[[], Ed25519PrivateKey | X25519PrivateKey],
               kind: type, create: bool) -> Ed25519PrivateKey | X25519PrivateKey:
     if not path.exists():
@@ -134,7 +117,8 @@ def _file_key(path: Path, make: Callable[[], Ed25519PrivateKey | X25519PrivateKe
         pem = make().private_bytes(serialization.Encoding.PEM,
                                    serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption())
-        _create_private(path, pem)
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            write_private(path, pem)
     check_private(path)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey | X25519PrivateKey) or not isinstance(key, kind):
