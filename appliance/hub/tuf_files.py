@@ -28,9 +28,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def _later_second(path: Path) -> int | None:
+    """A whole-second mtime after ``path``'s current one (and not before now), or None
+    when ``path`` does not exist yet."""
+    import time
+
+    try:
+        before = int(path.stat().st_mtime)
+    except FileNotFoundError:
+        return None
+    return max(int(time.time()), before + 1)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644,
+                 new_mtime_second: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (temp file, fsync, ``os.replace``, fsync of
-    the folder), creating missing parent folders; the file gets permission ``mode``."""
+    the folder), creating missing parent folders; the file gets permission ``mode``.
+
+    ``new_mtime_second``: the new file's mtime is a later whole second than the old
+    one's. nginx's ``ETag`` is ``mtime-size`` in seconds, and a re-signed
+    ``timestamp.json`` keeps its size: two writes in one second would share an ETag, and
+    a box that polled between them would be answered 304 until the next change."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -39,6 +57,9 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        later = _later_second(path) if new_mtime_second else None
+        if later is not None:
+            os.utime(tmp, (later, later))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

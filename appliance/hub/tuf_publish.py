@@ -93,7 +93,8 @@ def publish(
     ts = state.timestamp
     ts.signed.version += 1 if bump else 0
     ts.signed.expires = at(now + timestamp_s)
-    atomic_write(layout.metadata_file(Timestamp.type), sign(ts, timestamp_signers))
+    atomic_write(layout.metadata_file(Timestamp.type), sign(ts, timestamp_signers),
+                 new_mtime_second=True)
 
 
 def sign(md: Metadata[Any], signers: Sequence[Signer]) -> bytes:

@@ -7,10 +7,21 @@ a download abandoned midway (more bytes arrive than the signed length allows) cl
 connection at once instead of leaving it to the garbage collector or handing a half-read
 one back to the pool; downloads spool to ``spool_dir`` (the box's sync folder, not a
 small ``/tmp``); and ``close()`` releases every pooled socket.
+
+**Conditional polls.** ``timestamp.json`` is the one file an idle box fetches every
+cycle. With ``etag_dir`` set, its last body and ``ETag`` are kept there and the next GET
+sends ``If-None-Match``: a static host (nginx, a CDN, the hub's ``/repo``) answers
+``304`` with no body and the fetcher hands ngclient the kept bytes, which ngclient
+verifies exactly as if they had been downloaded (signature, version, expiry: a frozen
+timestamp still expires). The kept body is only ever bytes this server sent for that
+URL; a 304 with no kept body is a download error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tempfile
 import urllib.request
 from collections.abc import Iterator
@@ -34,8 +45,10 @@ class HttpFetcher(FetcherInterface):
         timeout_s: float = 30.0,
         chunk_size: int = 256 * 1024,
         spool_dir: Path | None = None,
+        etag_dir: Path | None = None,
     ) -> None:
         self.spool_dir = spool_dir
+        self.etag_dir = etag_dir
         self.timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
         self.chunk_size = chunk_size
         self._headers = {"User-Agent": user_agent}
@@ -84,18 +97,35 @@ class HttpFetcher(FetcherInterface):
             )
         return self._managers[proxy]
 
+    def _conditional(self, url: str) -> Path | None:
+        """Where the kept ``(etag, body)`` of ``url`` lives, if it is polled conditionally."""
+        if self.etag_dir is None or not url.endswith(CONDITIONAL):
+            return None
+        return self.etag_dir / f"{hashlib.sha256(url.encode()).hexdigest()[:32]}.json"
+
     def _fetch(self, url: str) -> Iterator[bytes]:
+        kept_path = self._conditional(url)
+        kept = _read_kept(kept_path) if kept_path is not None else None
+        headers = dict(self._headers)
+        if kept is not None:
+            headers["If-None-Match"] = kept[0]
         try:
             response = self._manager(url).request(
-                "GET", url, preload_content=False, timeout=self.timeout
+                "GET", url, preload_content=False, timeout=self.timeout, headers=headers
             )
         except urllib3.exceptions.MaxRetryError as exc:
             if isinstance(exc.reason, urllib3.exceptions.TimeoutError):
                 raise SlowRetrievalError(f"{url}: no answer within {self.timeout}") from exc
             raise
-        if response.status >= 400:
+        if response.status == 304 and kept is not None:
+            response.release_conn()
+            return iter((kept[1],))
+        if response.status >= 300:
             response.close()
             raise DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)
+        etag = response.headers.get("ETag")
+        if kept_path is not None and etag:
+            return _keeping(self._chunks(response, url), kept_path, etag)
         return self._chunks(response, url)
 
     def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
@@ -110,3 +140,37 @@ class HttpFetcher(FetcherInterface):
                 response.release_conn()
             else:  # abandoned or failed midway: never pool a half-read connection
                 response.close()
+
+
+#: the URLs polled with If-None-Match (every other metadata file is versioned)
+CONDITIONAL = ("/timestamp.json",)
+#: a kept body larger than this is not kept (ngclient's timestamp limit is 16 KiB)
+MAX_KEPT = 64 * 1024
+
+
+def _read_kept(path: Path) -> tuple[str, bytes] | None:
+    try:
+        kept = json.loads(path.read_text())
+        return str(kept["etag"]), bytes.fromhex(kept["body"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none yet, or unreadable: an unconditional GET
+
+
+def _keeping(chunks: Iterator[bytes], path: Path, etag: str) -> Iterator[bytes]:
+    """``chunks``, and once they all arrived, ``(etag, body)`` written to ``path``."""
+    body = bytearray()
+    try:
+        for chunk in chunks:
+            if len(body) <= MAX_KEPT:
+                body += chunk
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # abandoned midway: the connection is closed, not pooled
+    if len(body) > MAX_KEPT:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"etag": etag, "body": bytes(body).hex()}))
+    os.replace(tmp, path)

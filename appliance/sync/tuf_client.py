@@ -47,6 +47,8 @@ from appliance.sync.http_fetcher import HttpFetcher
 __all__ = ["DirectoryFetcher", "HubClient", "SyncRefused"]
 
 USER_AGENT = "appliance-sync/1"
+#: beside the metadata folder: the kept ETag and body of timestamp.json (conditional polls)
+ETAG_DIR = "http-cache"
 
 
 class HubClient:
@@ -79,7 +81,9 @@ class HubClient:
         self._own_fetcher: HttpFetcher | None = None
         if fetcher is None:
             fetcher = self._own_fetcher = HttpFetcher(
-                user_agent=USER_AGENT, spool_dir=self.cache_dir / ".spool"
+                user_agent=USER_AGENT,
+                spool_dir=self.cache_dir / ".spool",
+                etag_dir=self.metadata_dir.parent / ETAG_DIR,
             )
         self._fetcher = fetcher
         self._updater: Updater | None = None
