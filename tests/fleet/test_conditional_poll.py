@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from static_server import StaticServer
 
 from appliance.hub.tuf_publish import DAY
@@ -58,12 +59,9 @@ def test_frozen_mirror_answering_304_is_refused_once_the_timestamp_expires(
     server.take_log()
 
     box = make_box()
-    try:
+    with pytest.raises(SyncRefused) as caught:
         box.refresh([DEVICE])
-    except SyncRefused as exc:
-        assert exc.kind == "freeze", exc.message
-    else:
-        raise AssertionError("an expired timestamp answered by 304 was accepted")
+    assert caught.value.kind == "freeze", caught.value.message
     assert ("/metadata/timestamp.json", 304, 0) in server.take_log()
 
 
