@@ -33,7 +33,8 @@ log = logging.getLogger("appliance.sync")
 
 JOB_ID = "hub-sync"
 JOB_STORE = "sync-memory"
-#: the first cycle runs this many seconds after start at most (plus a random part)
+#: the first cycle runs this many seconds after start at most (or one interval if shorter),
+#: plus a random part
 FIRST_RUN_S = 5.0
 
 
@@ -81,8 +82,9 @@ def start_sync(services: Services) -> bool:
 
     if JOB_STORE not in scheduler._jobstores:  # APScheduler has no public lookup
         scheduler.add_jobstore(MemoryJobStore(), alias=JOB_STORE)
+    delay = min(FIRST_RUN_S, settings.interval_s)
     first = datetime.now(UTC) + timedelta(
-        seconds=FIRST_RUN_S + random.uniform(0, settings.interval_s * settings.jitter))
+        seconds=delay + random.uniform(0, settings.interval_s * settings.jitter))
     scheduler.add_job(run_scheduled_sync, "interval", seconds=settings.interval_s,
                       jitter=settings.interval_s * settings.jitter or None, id=JOB_ID,
                       jobstore=JOB_STORE, args=[services], next_run_time=first,

@@ -8,7 +8,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from sync_helpers import closed_port, signed_package
+from helpers.packages import signed_package
+from sync_helpers import closed_port
 
 from appliance.cli import main
 from appliance.errors import BadRequest

@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 import pytest
 from helpers import make_services, serve
-from sync_helpers import closed_port, signed_package
+from helpers.packages import signed_package
+from sync_helpers import closed_port
 
 from appliance.hub.fleet import list_devices
 from appliance.hub.publish import publish

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from sync_helpers import signed_package
+from helpers.packages import signed_package
 
 from appliance.hub.publish import publish
 from appliance.hub.rollout import assign
