@@ -59,8 +59,18 @@ def _device_view(device: dict[str, Any]) -> dict[str, Any]:
                     # still in the box's outbox)
                     "missing": max(0, last - acked - above),
                     "pending_on_box": health.get("outbox_pending")},
+        "audit": _audit_view(device.get("audit_witness")),
         "signing_key_id": device["signing_key_id"],
     }
+
+
+def _audit_view(witnessed: Any) -> dict[str, Any]:
+    """What the hub witnessed of the box's audit chain (see :mod:`.audit_witness`)."""
+    if not isinstance(witnessed, dict) or not witnessed:
+        return {"status": "none", "seq": None, "records": 0, "problems": []}
+    return {"status": witnessed.get("status"), "seq": witnessed.get("seq"),
+            "records": witnessed.get("records", 0),
+            "problems": list(witnessed.get("problems", []))[:5]}
 
 
 def list_devices(hub: Hub, group: str | None = None) -> list[dict[str, Any]]:

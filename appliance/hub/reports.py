@@ -18,6 +18,11 @@ A box whose outbox overflowed sends a gap entry in the sequence, ``{"kind": "gap
 "first": a, "last": b, …}`` (the box's own signed record of the dropped range, see
 ``appliance.sync.outbox``): the range counts as accounted for, so ``ack`` moves past it.
 
+A report's ``audit_records`` (the box's audit records since the last report, in order)
+are checked against the chain the hub witnessed for the device
+(:mod:`.audit_witness`); a rewrite shows as ``audit.status = "broken"`` in ``hub
+devices``.
+
 The newest report (highest ``seq``) is the device's state: ``installed``, ``health``,
 ``profile`` and ``health.stale_since`` update the device row; an older one arriving
 late is stored but does not roll that state back.
@@ -38,6 +43,7 @@ from sqlalchemy import Connection
 from ..audit.records import now_iso
 from ..errors import BadRequest, PayloadTooLarge, Unauthorized
 from . import store as db
+from .audit_witness import witness
 from .services import Hub
 
 GAP = "gap"
@@ -162,6 +168,9 @@ def receive_report(hub: Hub, body: bytes, device_id: str | None,
                             declared_in=report.seq)
             if report.seq > int(device["last_seq"]):
                 values.update(_state(device, report))
+            if report.audit_records:
+                values["audit_witness"] = witness(device["audit_witness"],
+                                                  report.audit_records)
             acked = contiguous(conn, device_id, acked)
             values["acked_seq"] = acked
         db.update_device(conn, device_id, **values)

@@ -7,7 +7,8 @@ makes is by device or by group, and each has its index):
     groups            name, description, created_at, created_by
     devices           id, group, Ed25519 signing key, X25519 encryption key, enrolled_at,
                       last_seen, hardware profile, installed versions, health, stale_since,
-                      the highest report seq stored and the highest contiguous one
+                      the highest report seq stored and the highest contiguous one, the
+                      witnessed head of the box's audit chain
     enrolment_tokens  sha256 of the token only, group, expires_at, used_at, device
     packages          model, version, target path, sha256/size of the target and of the
                       plaintext package, publisher key, the encryption header
@@ -78,6 +79,8 @@ devices = Table(
     Column("last_seq", BigInteger, nullable=False, default=0),
     #: every seq up to this one is stored (or was declared lost by the box)
     Column("acked_seq", BigInteger, nullable=False, default=0),
+    #: the head of the box's audit chain the hub witnessed (:mod:`.audit_witness`), JSON
+    Column("audit_witness", Text, nullable=False, default="{}"),
     Index("devices_group", "group_name", "id"),
 )
 
@@ -161,5 +164,8 @@ audit = Table(
 )
 
 #: (version, statements run to reach it from the version before); 1 is create_all
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, ()),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, ()),
+    (2, ("ALTER TABLE devices ADD COLUMN audit_witness TEXT NOT NULL DEFAULT '{}'",)),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -45,7 +45,7 @@ from .schema import (
 )
 
 HUB_DB = "hub.db"
-_JSON_COLUMNS = ("hardware", "installed", "health")
+_JSON_COLUMNS = ("hardware", "installed", "health", "audit_witness")
 
 
 def default_url(directory: Path) -> str:

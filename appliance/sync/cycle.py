@@ -14,8 +14,9 @@
    (rollback, freeze, mix-and-match, bad hash, too large, bad signature): nothing is
    installed, and ONE registry event ``sync.refused`` {kind, message} records it (and
    the audit chain carries it), not one per cycle while the same refusal repeats.
-4. A state report is queued in the outbox (:mod:`.report`), then the outbox is sent
-   (:mod:`.upload`) and trimmed by the hub's acknowledgements.
+4. A state report, with the audit records since the last one, is queued in the outbox
+   (:mod:`.report`; more ``audit`` entries when the log ran ahead), then the outbox is
+   sent (:mod:`.upload`) and trimmed by the hub's acknowledgements.
 5. The sync alerts are fired or resolved (:mod:`.staleness`).
 
 A cycle is never run twice at once in one data directory: an ``flock`` on
@@ -41,7 +42,7 @@ from .apply import ACTOR, ApplyResult, Downloader, apply_desired
 from .box import Box
 from .identity import DeviceIdentity, load_identity, sync_dir
 from .outbox import Outbox
-from .report import build_report
+from .report import AUDIT_BATCH_RECORDS, AUDIT_CURSOR, audit_records_after, build_report
 from .staleness import update_alerts
 from .state import (
     DOWNLOADS_DIR,
@@ -207,6 +208,43 @@ def _fetch_and_apply(box: Box, client_factory: ClientFactory, enrollment: Enroll
                     state.stale_since)))
 
 
+def _queue_reports(box: Box, state: SyncState, summary: dict[str, Any],
+                   outbox: Outbox) -> None:
+    """Step 4's queueing: the state report with the first audit records since the last
+    one, then ``audit`` entries with more, up to ``[sync] audit_records_per_cycle``."""
+    data_dir = Path(box.settings.data_dir)
+    budget = box.settings.sync.audit_records_per_cycle
+    after = outbox.cursor(AUDIT_CURSOR)
+    records, head = audit_records_after(data_dir, after, limit=min(budget,
+                                                                   AUDIT_BATCH_RECORDS))
+    if head < after:  # a new audit log (restored, re-created): start it from its beginning
+        log.warning("hub sync: the audit log's head %d is below the %d already reported; "
+                    "reporting it from its first record", head, after)
+        after = 0
+        records, head = audit_records_after(data_dir, 0, limit=min(budget,
+                                                                   AUDIT_BATCH_RECORDS))
+
+    def cursor() -> tuple[str, int] | None:
+        return (AUDIT_CURSOR, int(records[-1]["seq"])) if records else None
+
+    def behind() -> int:
+        return max(0, head - (int(records[-1]["seq"]) if records else after))
+
+    pending = outbox.status().depth
+    outbox.append("report", build_report(box, state, summary, outbox_pending=pending + 1,
+                                         audit_records=records, audit_behind=behind()),
+                  cursor=cursor())
+    sent = len(records)
+    while records and sent < budget and behind() > 0:
+        records, head = audit_records_after(data_dir, int(records[-1]["seq"]),
+                                            limit=min(budget - sent, AUDIT_BATCH_RECORDS))
+        if not records:
+            break
+        outbox.append("audit", {"audit_records": records,
+                                "metrics": {"audit_behind": behind()}}, cursor=cursor())
+        sent += len(records)
+
+
 def run_cycle(box: Box, *, client_factory: ClientFactory | None = None,
               send: bool = True, offline_kinds: frozenset[str] = OFFLINE_KINDS
               ) -> CycleResult:
@@ -228,11 +266,10 @@ def run_cycle(box: Box, *, client_factory: ClientFactory | None = None,
         result.stale_since = state.stale_since
         with open_outbox(box, identity) as outbox:
             summary = {k: v for k, v in result.to_dict().items() if k != "upload"}
-            pending = outbox.status().depth
-            outbox.append("report", build_report(box, state, summary,
-                                                 outbox_pending=pending + 1))
+            _queue_reports(box, state, summary, outbox)
             if send:
-                box.progress(f"sending {pending + 1} report(s) to {enrollment.hub_url}")
+                box.progress(f"sending {outbox.status().depth} outbox entries to "
+                             f"{enrollment.hub_url}")
                 result.upload = upload(outbox, box.settings.sync.hub_url or enrollment.hub_url,
                                        enrollment.device_id, identity,
                                        timeout_s=box.settings.sync.timeout_s,

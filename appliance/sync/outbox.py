@@ -151,8 +151,18 @@ class Outbox:
         conn.execute("UPDATE meta SET value = ? WHERE key = ?", [value, key])
 
     # -- writing -------------------------------------------------------------------------
-    def append(self, kind: str, body: dict[str, Any]) -> int:
+    def cursor(self, name: str) -> int:
+        """A position kept beside the entries (0 until set), e.g. the last audit record
+        queued: it moves in the same transaction as the entry that carries the data."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?",
+                                     [f"cursor:{name}"]).fetchone()
+        return int(row[0]) if row else 0
+
+    def append(self, kind: str, body: dict[str, Any],
+               cursor: tuple[str, int] | None = None) -> int:
         """Queue ``body`` (a JSON object) as an entry of ``kind``; its sequence number.
+        ``cursor`` ``(name, value)`` is set in the same transaction (:meth:`cursor`).
         An entry larger than a quarter of ``max_bytes`` is refused (BadRequest)."""
         if not kind or kind == GAP:
             raise BadRequest(f"outbox entry kind {kind!r} is reserved or empty")
@@ -167,6 +177,9 @@ class Outbox:
             conn.execute("INSERT INTO entries (seq, kind, body, size, at) VALUES "
                          "(?, ?, ?, ?, ?)", [seq, kind, text, size, self.clock()])
             self._set(conn, "last_seq", seq)
+            if cursor is not None:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             [f"cursor:{cursor[0]}", int(cursor[1])])
             self._bound(conn)
         return seq
 

@@ -12,6 +12,8 @@
                                  # dropped and a signed gap record names them
     upload_batch = 100           # outbox rows sent per POST /v1/reports
     stale_alert_after_s = 900.0  # hub unreachable this long: the HubSyncStale alert fires
+    audit_records_per_cycle = 10000  # audit records reported per cycle (0: head and
+                                 # checkpoints only, the records stay on the box)
 
 The box is *enrolled* when ``<data_dir>/sync/enrollment.json`` exists
 (``appliance sync enroll``); a box that is not enrolled never syncs, whatever is set
@@ -53,6 +55,7 @@ class SyncSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     outbox_max_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 64 * 1024 * 1024
     upload_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     stale_alert_after_s: Annotated[float, msgspec.Meta(ge=0)] = 900.0
+    audit_records_per_cycle: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 10_000
 
     def __post_init__(self) -> None:
         if self.hub_url is not None:

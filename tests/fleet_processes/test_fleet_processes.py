@@ -7,7 +7,8 @@ The story, in order: group A is moved to a new version and converges while B is
 untouched; the hub and its static host go away and every box keeps serving, degraded
 but ready; they come back, and while the backlog drains a box and then the hub are
 SIGKILLed mid-upload; in the end every report each box queued is on the hub exactly once
-or still in that box's outbox, and none was declared lost."""
+or still in that box's outbox, none was declared lost, and the hub witnessed every box's
+audit chain unbroken."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from helpers.packages import signed_package
 from helpers.slow_link import SlowLink
 
 from appliance.hub.enrolment import issue_token
-from appliance.hub.fleet import add_group, trust_publisher
+from appliance.hub.fleet import add_group, list_devices, trust_publisher
 from appliance.hub.publish import publish
 from appliance.hub.rollout import assign
 from appliance.hub.services import init_hub, open_hub
@@ -39,6 +40,14 @@ pytestmark = pytest.mark.timeout(420)
 
 BOXES = (("a1", "A"), ("a2", "A"), ("b1", "B"))
 V1, V2 = 2.0, 3.0  # scale v1 answers 2x, v2 answers 3x
+
+
+def list_devices_of(hub_dir: Path) -> list[dict]:
+    hub = open_hub(load_hub_settings(hub_dir))
+    try:
+        return list_devices(hub)
+    finally:
+        hub.close()
 
 
 def free_port() -> int:
@@ -238,6 +247,9 @@ def test_fleet_converges_keeps_serving_without_its_hub_and_loses_no_report(fleet
         assert stored["lost"] == [], name
         assert stored["seqs"] == list(range(1, last + 1)), name
         assert stored["acked"] == last, name
+    for device in list_devices_of(fleet.hub_dir):  # the hub witnessed each audit chain
+        assert device["audit"]["status"] == "ok", device["audit"]
+        assert device["audit"]["records"] > 0
     print(f"\nA converged on scale 2 in {converged_s:.1f} s (sync interval 1 s); a1 had "
           f"{backlog} reports queued when the hub came back; reports stored: "
           f"{ {n: len(hub[b.device_id]['seqs']) for n, b in boxes.items()} }")

@@ -13,6 +13,7 @@ the client's connection (the box sees a refused hub).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -61,8 +62,6 @@ def _pump(src: socket.socket, dst: socket.socket, delay_s: float) -> None:
         pass
     finally:
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
