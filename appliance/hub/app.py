@@ -24,6 +24,7 @@ from .. import __version__
 from ..access.authenticator import Authenticator
 from ..api.errors import EXCEPTION_HANDLERS, http_error
 from .api import DeviceController, OperatorController
+from .polled import timestamp_json
 from .services import Hub
 
 log = logging.getLogger("appliance.hub")
@@ -61,6 +62,7 @@ def create_hub_app(hub: Hub) -> Litestar:
 
     handlers: list[Any] = [DeviceController, OperatorController]
     if settings.serve_repository:
+        handlers.append(timestamp_json)  # the polled file: 304 on a matching ETag
         handlers.append(create_static_files_router(
             path="/repo", directories=[settings.repo_dir], include_in_schema=False))
     return Litestar(
