@@ -112,6 +112,17 @@ class RequestMonitor:
         return bool(stats.failing(execution.latencies.count,
                                   self.settings.failing_after_errors))
 
+    def summary(self, limit: int = 200) -> dict[str, dict[str, dict[str, int]]]:
+        """Production request counts since start, ``{model: {version: {"success",
+        "failure"}}}`` (at most ``limit`` versions): what a fleet report carries. Plain
+        integer reads, safe from another thread (a count may be one request behind)."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for (model, version), stats in list(self.versions.items())[:limit]:
+            production = stats.production
+            out.setdefault(model, {})[version] = {
+                "success": int(production.ok), "failure": int(sum(production.failed))}
+        return out
+
     def describe(self, served: ServedVersion) -> dict[str, Any]:
         stats = self.versions.get((served.record.model, served.record.version))
         return stats.describe() if stats is not None else {

@@ -45,6 +45,8 @@ class Box:
     health: Callable[[], dict[str, Any]] | None = None
     #: the hardware facts and profile match for reports
     hardware: Callable[[], dict[str, Any]] | None = None
+    #: production request counts per model and version, for reports
+    metrics: Callable[[], dict[str, Any]] | None = None
     #: raise and resolve the sync alerts here when alerting is on
     alerts: AlertEngine | None = None
     #: one line per step (``appliance sync run`` prints them)
@@ -61,10 +63,12 @@ def box_of_services(services: Services) -> Box:
         return {"status": report.get("status", "unknown"),
                 "reasons": list(report.get("reasons", []))[:50]}
 
+    monitor = services.dataplane.monitor
     return Box(settings=services.settings, registry=connect_registry(services.registry),
                catalog=services.catalog, loader=services.repository.preload,
                on_change=services.repository.refresh, health=health,
-               hardware=services.hardware.report, alerts=services.alerts)
+               hardware=services.hardware.report, alerts=services.alerts,
+               metrics=monitor.summary if monitor is not None else None)
 
 
 def box_of_cli(settings: Settings, registry: Registry,

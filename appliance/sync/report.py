@@ -7,7 +7,8 @@
      "profile":   {...},                     # hardware facts and the matched profile
      "audit_checkpoints": [{"at", "size", "head_hash", "payload", "signature", "key_id"}],
      "audit_records": [{"seq", "at", "kind", "actor", "body", "prev_hash", "hash"}, ...],
-     "metrics":   {"audit_head": {"seq", "hash"}, "audit_behind": n},
+     "metrics":   {"audit_head": {"seq", "hash"}, "audit_behind": n, "versions": n,
+                   "requests": {model: {version: {"success", "failure"}}}},
      "sync":      {"last_success_at", "last_error", "last_refusal", "result": {...}}}
 
 The audit part is the log's head, its newest signed checkpoint, and **the records since
@@ -145,7 +146,8 @@ def build_report(box: Box, state: SyncState, result: dict[str, Any], *,
         "profile": _safe("hardware", box.hardware),
         "audit_checkpoints": [checkpoint] if checkpoint else [], "audit_records": [],
         "metrics": {"audit_head": audit.get("head"), "versions": len(versions),
-                    "audit_behind": audit_behind},
+                    "audit_behind": audit_behind,
+                    "requests": _safe("request counts", box.metrics)},
         "sync": {"last_success_at": iso(state.last_success_at),
                  "last_error": state.last_error, "last_refusal": state.last_refusal,
                  "result": result}}

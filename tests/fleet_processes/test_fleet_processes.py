@@ -12,7 +12,9 @@ audit chain unbroken."""
 
 from __future__ import annotations
 
+import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +50,21 @@ def list_devices_of(hub_dir: Path) -> list[dict]:
         return list_devices(hub)
     finally:
         hub.close()
+
+
+def newest_served_report(hub_dir: Path, device_id: str) -> dict:
+    """The newest state report the hub stored from ``device_id``'s server (a CLI cycle
+    has no request counts)."""
+    conn = sqlite3.connect(f"file:{hub_dir / 'hub.db'}?mode=ro", uri=True)
+    try:
+        for (body,) in conn.execute("SELECT body FROM reports WHERE device_id = ? "
+                                    "ORDER BY seq DESC", (device_id,)):
+            report = json.loads(body)
+            if report["kind"] == "report" and report["metrics"].get("requests"):
+                return dict(report)
+    finally:
+        conn.close()
+    raise AssertionError(f"no report from {device_id}")
 
 
 def free_port() -> int:
@@ -250,6 +267,8 @@ def test_fleet_converges_keeps_serving_without_its_hub_and_loses_no_report(fleet
     for device in list_devices_of(fleet.hub_dir):  # the hub witnessed each audit chain
         assert device["audit"]["status"] == "ok", device["audit"]
         assert device["audit"]["records"] > 0
+    counts = newest_served_report(fleet.hub_dir, boxes["a2"].device_id)["metrics"]["requests"]
+    assert counts["scale"]["2"]["success"] > 0  # a2 never restarted: it counted them all
     print(f"\nA converged on scale 2 in {converged_s:.1f} s (sync interval 1 s); a1 had "
           f"{backlog} reports queued when the hub came back; reports stored: "
           f"{ {n: len(hub[b.device_id]['seqs']) for n, b in boxes.items()} }")
