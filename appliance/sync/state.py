@@ -14,8 +14,6 @@ The TUF client's own metadata cache is ``metadata/`` and its downloads ``downloa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,26 +33,11 @@ DOWNLOADS_DIR = "downloads"
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``: readers see the old file or the new one, whole,
-    also after a crash or power loss."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    also after a crash or power loss (private to the owner unless ``mode`` says else;
+    the temporary file is 0600 from its creation)."""
+    from ..hub.tuf_files import atomic_write
+
+    atomic_write(path, data, mode=mode)
 
 
 @dataclass(frozen=True)
