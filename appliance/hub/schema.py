@@ -18,6 +18,10 @@ makes is by device or by group, and each has its index):
     reports           (device_id, seq) primary key: each report stored exactly once
     lost_reports      sequence ranges a box dropped from its outbox (its gap records)
     audit             the operator audit chain (see :mod:`.audit_chain`)
+    rollouts          staged rollouts of one package version to groups (:mod:`.rollouts`):
+                      target, wave plan, success and abort criteria, status, current wave
+    rollout_devices   the boxes a rollout took in: wave, bucket, state (pending, succeeded,
+                      failed), failure type, and whether the box is told the new version
 
 Timestamps are ISO 8601 UTC text with microseconds (``appliance.audit.records.now_iso``):
 they compare as strings on SQLite and PostgreSQL alike. JSON columns hold text written by
@@ -32,6 +36,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -163,9 +168,57 @@ audit = Table(
     Column("hash", String(_HEX), nullable=False),
 )
 
+rollouts = Table(
+    "rollouts", metadata,
+    Column("id", String(_NAME), primary_key=True),
+    Column("model", String(_NAME), nullable=False),
+    Column("version", String(_NAME), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("groups", Text, nullable=False),  # JSON list of group names
+    Column("percent", Float, nullable=False),  # share of the groups' boxes targeted
+    Column("plan", Text, nullable=False),  # JSON: the waves (explicit or exponential)
+    Column("success", Text, nullable=False),  # JSON: criteria to advance a wave
+    Column("abort", Text, nullable=False),  # JSON: criteria that halt the rollout
+    Column("timeout_s", Integer, nullable=False),  # a box not done by then: timed_out
+    Column("status", String(32), nullable=False),
+    Column("wave", Integer, nullable=False, default=-1),  # the newest started wave
+    Column("wave_started_at", String(_AT)),
+    Column("previous", Text, nullable=False),  # JSON: each group's assignment before
+    Column("reason", Text, nullable=False, default="{}"),  # JSON: why it halted/stopped
+    Column("requires_approval", Integer, nullable=False, default=0),
+    Column("approved_by", String(256)),
+    Column("approved_at", String(_AT)),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", String(_AT), nullable=False),
+    Column("updated_at", String(_AT), nullable=False),
+    #: reports naming this rollout from boxes it did not take in (ignored)
+    Column("ignored_reports", BigInteger, nullable=False, default=0),
+    #: bumped by every decision, so two hub processes never both make one
+    Column("revision", BigInteger, nullable=False, default=0),
+    Index("rollouts_model_status", "model", "status"),
+)
+
+rollout_devices = Table(
+    "rollout_devices", metadata,
+    Column("rollout_id", String(_NAME), ForeignKey("rollouts.id"), primary_key=True),
+    Column("device_id", String(_NAME), ForeignKey("devices.id"), primary_key=True),
+    Column("wave", Integer, nullable=False),
+    Column("bucket", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | succeeded | failed
+    Column("failure_type", String(32)),
+    Column("detail", Text, nullable=False, default=""),
+    #: 1: the box's desired state names the rollout's version; 0: its previous one
+    Column("desired", Integer, nullable=False, default=1),
+    Column("included_at", String(_AT), nullable=False),
+    Column("updated_at", String(_AT), nullable=False),
+    Index("rollout_devices_device", "device_id", "rollout_id"),
+    Index("rollout_devices_state", "rollout_id", "state"),
+)
+
 #: (version, statements run to reach it from the version before); 1 is create_all
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, ()),
     (2, ("ALTER TABLE devices ADD COLUMN audit_witness TEXT NOT NULL DEFAULT '{}'",)),
+    (3, ()),  # rollouts, rollout_devices: new tables, made by create_all
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -120,6 +120,7 @@ class HubStore:
                 if version > found:
                     for statement in statements:
                         conn.exec_driver_sql(statement)
+            metadata.create_all(conn)  # tables a newer version added
             conn.execute(update(hub_schema).values(version=SCHEMA_VERSION))
 
 

@@ -34,5 +34,5 @@ def test_schema_1_database_gains_the_audit_witness_column_and_keeps_its_devices(
     conn = sqlite3.connect(hub_settings.data_dir / "hub.db")
     version = conn.execute("SELECT version FROM hub_schema").fetchone()[0]
     conn.close()
-    assert version == SCHEMA_VERSION == 2
+    assert version == SCHEMA_VERSION == 3
     assert len(devices) == 1 and devices[0]["audit"]["status"] == "none"
