@@ -111,6 +111,7 @@ def _register_commands() -> None:
         governance,
         hardware,
         hub,
+        hub_rollouts,
         lifecycle,
         models,
         package,

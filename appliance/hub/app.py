@@ -24,6 +24,7 @@ from .. import __version__
 from ..access.authenticator import Authenticator
 from ..api.errors import EXCEPTION_HANDLERS, http_error
 from .api import DeviceController, OperatorController
+from .api_rollouts import RolloutController
 from .polled import timestamp_json
 from .services import Hub
 
@@ -60,7 +61,7 @@ def create_hub_app(hub: Hub) -> Litestar:
                 scheduler.shutdown(wait=False)
             hub.close()
 
-    handlers: list[Any] = [DeviceController, OperatorController]
+    handlers: list[Any] = [DeviceController, OperatorController, RolloutController]
     if settings.serve_repository:
         handlers.append(timestamp_json)  # the polled file: 304 on a matching ETag
         handlers.append(create_static_files_router(

@@ -25,7 +25,8 @@ devices``.
 
 The newest report (highest ``seq``) is the device's state: ``installed``, ``health``,
 ``profile`` and ``health.stale_since`` update the device row; an older one arriving
-late is stored but does not roll that state back.
+late is stored but does not roll that state back. Its ``rollouts`` entries move the
+box's place in the staged rollouts it is in (:mod:`.rollout_progress`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..audit.records import now_iso
 from ..errors import BadRequest, PayloadTooLarge, Unauthorized
 from . import store as db
 from .audit_witness import witness
+from .rollout_progress import observe
 from .services import Hub
 
 GAP = "gap"
@@ -63,6 +65,8 @@ class ReportBody(msgspec.Struct, kw_only=True):
     audit_checkpoints: list[Any] = msgspec.field(default_factory=list)
     audit_records: list[Any] = msgspec.field(default_factory=list)
     metrics: dict[str, Any] | None = None
+    #: how the rollouts the box is in went (:mod:`.rollout_progress`)
+    rollouts: list[Any] | None = None
     #: a gap entry: the range of sequence numbers the box dropped
     first: Annotated[int, msgspec.Meta(ge=1)] | None = None
     last: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -168,6 +172,8 @@ def receive_report(hub: Hub, body: bytes, device_id: str | None,
                             declared_in=report.seq)
             if report.seq > int(device["last_seq"]):
                 values.update(_state(device, report))
+                if report.rollouts:
+                    observe(conn, device_id, report.rollouts, report.metrics, now)
             if report.audit_records:
                 values["audit_witness"] = witness(device["audit_witness"],
                                                   report.audit_records)

@@ -18,8 +18,9 @@ then gets, as its ``devices/<id>/desired.json`` target (online-signed hash bins,
 (``appliance.security.keywrap.unwrap_with_private``). A wrap is made once per (device,
 package) and kept, so recomputing a desired state gives the same bytes.
 
-Staged rollouts (a fraction of a group, waves) come later: the current assignment of a
-``(group, model)`` is its newest row, and the history stays in the table for them.
+The current assignment of a ``(group, model)`` is its newest row (the history stays in
+the table); a staged rollout (:mod:`.rollouts`) overrides it for the boxes it took in,
+and tags their entry ``"rollout": "<id>"`` so the box reports how it went.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlalchemy import Connection
 
 from ..audit.records import now_iso
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Conflict, NotFound
 from ..security.crypto_store import Header
 from ..security.keywrap import unwrap_with_box, wrap_for_recipient
 from . import store as db
+from . import store_rollouts as rdb
 from .audit_chain import append
 from .services import Hub
 
@@ -66,35 +68,65 @@ def _wrap_for(hub: Hub, conn: Connection, device: dict[str, Any],
     return wrap
 
 
-def desired_for(hub: Hub, conn: Connection, device: dict[str, Any]) -> dict[str, Any]:
-    """The desired state of ``device``: its group's current assignments."""
-    desired: dict[str, Any] = {}
-    for assignment in db.current_assignments(conn, device["group_name"]):
-        package = db.get_package(conn, assignment["model"], assignment["version"])
-        if package is None:  # assign refuses this; a row removed by hand is skipped
-            continue
-        desired[assignment["model"]] = {
-            "version": package["version"], "stage": assignment["stage"],
+def _entry(hub: Hub, conn: Connection, device: dict[str, Any], model: str, version: str,
+           stage: str) -> dict[str, Any] | None:
+    package = db.get_package(conn, model, version)
+    if package is None:  # assign and rollouts refuse this; a row removed by hand is skipped
+        return None
+    return {"version": package["version"], "stage": stage,
             "target": package["target_path"], "sha256": package["target_sha256"],
             "length": package["target_size"], "package_sha256": package["package_sha256"],
             "package_size": package["package_size"],
             "publisher_key_id": package["publisher_key_id"],
             "key": _wrap_for(hub, conn, device, package)}
+
+
+def desired_for(hub: Hub, conn: Connection, device: dict[str, Any]) -> dict[str, Any]:
+    """The desired state of ``device``: its group's current assignments, overridden per
+    model by the newest rollout that took the box in (:mod:`.rollouts`): the rollout's
+    version, tagged ``"rollout": id``, or the group's assignment from before it (a
+    halted or rolled-back rollout's box; none: the model is left out)."""
+    wanted: dict[str, tuple[str, str, str | None]] = {
+        a["model"]: (a["version"], a["stage"], None)
+        for a in db.current_assignments(conn, device["group_name"])}
+    for override in rdb.overrides_for(conn, device["id"]):
+        model = override["model"]
+        if override["desired"] == rdb.DESIRED_NEW:
+            wanted[model] = (override["version"], override["stage"], override["rollout_id"])
+            continue
+        before = (override["previous"] or {}).get(device["group_name"])
+        if before:
+            wanted[model] = (before["version"], before["stage"], None)
+        else:
+            wanted.pop(model, None)
+    desired: dict[str, Any] = {}
+    for model in sorted(wanted):
+        version, stage, rollout_id = wanted[model]
+        entry = _entry(hub, conn, device, model, version, stage)
+        if entry is not None:
+            if rollout_id is not None:
+                entry["rollout"] = rollout_id
+            desired[model] = entry
     return desired
+
+
+def publish_desired_in(hub: Hub, conn: Connection, device_ids: Iterable[str]) -> int:
+    """Recompute the desired state of each device in the transaction ``conn`` and
+    publish them together (one snapshot and timestamp); how many devices were set."""
+    docs: dict[str, dict[str, Any]] = {}
+    for device_id in device_ids:
+        device = db.get_device(conn, device_id)
+        if device is not None:
+            docs[device_id] = desired_for(hub, conn, device)
+    if docs:
+        hub.repository.set_desired_many(docs)
+    return len(docs)
 
 
 def publish_desired(hub: Hub, device_ids: Iterable[str]) -> int:
     """Recompute and publish the desired state of each device; how many were set."""
-    count = 0
-    for device_id in device_ids:
-        with hub.store.write() as conn:
-            device = db.get_device(conn, device_id)
-            if device is None:
-                continue
-            desired = desired_for(hub, conn, device)
-        hub.repository.set_desired(device_id, desired)
-        count += 1
-    return count
+    with hub.store.write() as conn:
+        return publish_desired_in(hub, conn, list(device_ids))
 
 
 def assign(hub: Hub, group: str, model: str, version: str, stage: str, *,
@@ -115,11 +147,18 @@ def assign(hub: Hub, group: str, model: str, version: str, stage: str, *,
             raise NotFound(f"the hub holds no package of {model} version {version} "
                            f"(held: {', '.join(held) or 'none'}); publish it first with "
                            "`appliance hub publish PKG`")
+        active = [r["id"] for r in rdb.list_rollouts(conn, model=model, statuses=rdb.ACTIVE)
+                  if group in r["groups"]]
+        if active:
+            raise Conflict(f"rollout {active[0]} of {model} to group {group!r} is not "
+                           "finished: stop or roll it back first (`appliance hub rollout "
+                           f"stop {active[0]}`), or let it complete")
         db.add_assignment(conn, group=group, model=model, version=version, stage=stage,
                           by=actor, at=at)
         append(conn, actor=actor, action="assignment.set", at=at,
                detail={"group": group, "model": model, "version": version, "stage": stage})
         members = db.device_ids(conn, group)
-    published = publish_desired(hub, members)
+        rdb.clear_overrides(conn, model, members, at=at)
+        published = publish_desired_in(hub, conn, members)
     return {"group": group, "model": model, "version": version, "stage": stage,
             "assigned_by": actor, "at": at, "devices": published}

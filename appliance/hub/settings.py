@@ -7,6 +7,7 @@
     bins = 16                      # succinct hash bins of the per-device desired state
     report_max_bytes = 1048576     # a larger box report is refused with 413 unread
     refresh_minutes = 60           # re-sign timestamp and snapshot this often
+    rollout_tick_s = 10            # the rollout controller advances or halts this often
     repository_url = "https://cdn.example.com/fleet"   # told to boxes at enrolment
 
     [auth]                         # appliance/access/auth_settings.py; mode is always on
@@ -59,8 +60,10 @@ class HubSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     publish_max_bytes: int = 64 << 30
     #: minutes between re-signing timestamp and snapshot (APScheduler, in ``serve``)
     refresh_minutes: float = 60.0
-    #: run the re-signing job in ``appliance hub serve``
+    #: run the re-signing and rollout jobs in ``appliance hub serve``
     scheduler: bool = True
+    #: seconds between rollout controller ticks (advance, halt, complete)
+    rollout_tick_s: float = 10.0
     #: default and longest lifetime of an enrolment token, seconds
     enrolment_ttl_s: int = 86400
     max_enrolment_ttl_s: int = 30 * 86400
@@ -134,6 +137,8 @@ def check_hub_settings(settings: HubSettings) -> None:
                  "enrolment_ttl_s", "max_enrolment_ttl_s"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(settings, name)}")
+    if not 0.1 <= settings.rollout_tick_s <= 3600:
+        raise ConfigError(f"rollout_tick_s = {settings.rollout_tick_s}: 0.1 to 3600 seconds")
     if settings.refresh_minutes <= 0:
         raise ConfigError(f"refresh_minutes must be > 0, got {settings.refresh_minutes}")
     if settings.auth.mode != "on":

@@ -17,8 +17,9 @@ each model, in name order:
   policy, approvals, freeze windows, signature compatibility) and the same load-first
   switch as a local promotion, by actor ``hub-sync``.
 
-A model whose install or promotion fails is reported (``failed``) and keeps what it
-served; the other models go on. A version marked ``failed`` here is not retried: the
+A model whose install or promotion fails is reported (``failed``, with ``phase``
+``install`` or ``activate``: the load, warm-up or a gate of the promotion) and keeps what
+it served; the other models go on. A version marked ``failed`` here is not retried: the
 hub assigns a fixed version instead. Models the desired state does not name are left
 alone (they may be local).
 """
@@ -103,8 +104,9 @@ def _wants(desired: dict[str, Any], result: ApplyResult) -> list[_Want]:
     return out
 
 
-def _fail(result: ApplyResult, want: _Want, why: str, box: Box) -> None:
-    result.failed.append({"model": want.model, "version": want.version, "reason": why})
+def _fail(result: ApplyResult, want: _Want, why: str, box: Box, phase: str) -> None:
+    result.failed.append({"model": want.model, "version": want.version, "reason": why,
+                          "phase": phase})
     box.progress(f"{want.model} {want.version}: failed: {why}")
 
 
@@ -172,6 +174,7 @@ def apply_desired(box: Box, client: Downloader, desired: dict[str, Any], downloa
         fetched[want.model] = client.download(want.target, downloads)
         result.downloaded += 1
     for want in wants:
+        phase = "install"
         try:
             if want in missing:
                 if want.model not in fetched:
@@ -182,12 +185,13 @@ def apply_desired(box: Box, client: Downloader, desired: dict[str, Any], downloa
                 if cache_dir is not None:  # HubClient names its copies so
                     (cache_dir / quote(want.target, "")).unlink(missing_ok=True)
             before = len(result.promoted)
+            phase = "activate"
             _promote(box, want, result)
             if len(result.promoted) == before and want not in missing:
                 result.unchanged.append({"model": want.model, "version": want.version,
                                          "stage": want.stage})
         except ApplianceError as exc:
-            _fail(result, want, exc.message, box)
+            _fail(result, want, exc.message, box, phase)
         finally:
             if want.model in fetched:
                 with contextlib.suppress(OSError):

@@ -90,9 +90,11 @@ class CycleResult:
     refusal: dict[str, str] | None = None
     stale_since: float | None = None
     duration_s: float = 0.0
+    #: how the rollouts this box is in went (:mod:`.rollout_report`)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, **self.applied.to_dict(),
+        return {"status": self.status, **self.applied.to_dict(), "rollouts": self.rollouts,
                 "upload": self.upload.to_dict() if self.upload else None,
                 "error": self.error, "refusal": self.refusal,
                 "stale_since": self.stale_since, "duration_s": round(self.duration_s, 3)}
@@ -167,6 +169,7 @@ def _fetch_and_apply(box: Box, client_factory: ClientFactory, enrollment: Enroll
                      offline_kinds: frozenset[str]) -> None:
     """Steps 1 and 2, with the outcome in ``state`` and ``result``."""
     from .errors import SyncRefused
+    from .rollout_report import rollout_outcomes
 
     data_dir = Path(box.settings.data_dir)
     now = time.time()
@@ -180,6 +183,7 @@ def _fetch_and_apply(box: Box, client_factory: ClientFactory, enrollment: Enroll
         result.applied = apply_desired(box, client, desired, sync_dir(data_dir) / INCOMING,
                                        identity.encryption_key,
                                        cache_dir=sync_dir(data_dir) / DOWNLOADS_DIR)
+        result.rollouts = rollout_outcomes(box, desired, result.applied)
     except SyncRefused as exc:
         kind, message = str(exc.kind), str(getattr(exc, "message", exc))
         result.error = f"{kind}: {message}"

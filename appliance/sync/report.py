@@ -9,7 +9,8 @@
      "audit_records": [{"seq", "at", "kind", "actor", "body", "prev_hash", "hash"}, ...],
      "metrics":   {"audit_head": {"seq", "hash"}, "audit_behind": n, "versions": n,
                    "requests": {model: {version: {"success", "failure"}}}},
-     "sync":      {"last_success_at", "last_error", "last_refusal", "result": {...}}}
+     "sync":      {"last_success_at", "last_error", "last_refusal", "result": {...}},
+     "rollouts":  [{"rollout", "model", "version", "state", "failure_type", "reason"}]}
 
 The audit part is the log's head, its newest signed checkpoint, and **the records since
 the last report** exactly as stored (``body`` the hashed JSON text), so the hub witnesses
@@ -141,7 +142,9 @@ def build_report(box: Box, state: SyncState, result: dict[str, Any], *,
               "outbox_pending": outbox_pending}
     audit = audit_summary(box.settings.data_dir) or {}
     checkpoint = audit.get("checkpoint")
+    result = dict(result)
     report: dict[str, Any] = {
+        "rollouts": list(result.pop("rollouts", None) or []),
         "installed": installed, "health": health,
         "profile": _safe("hardware", box.hardware),
         "audit_checkpoints": [checkpoint] if checkpoint else [], "audit_records": [],

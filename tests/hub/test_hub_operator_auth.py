@@ -17,7 +17,9 @@ ROUTES = [("GET", "/v1/devices", None), ("GET", "/v1/groups", None),
           ("POST", "/v1/assignments", {"group": "lab", "model": "m", "version": "1",
                                        "stage": "production"}),
           ("GET", "/v1/packages", None), ("POST", "/v1/publish", None),
-          ("GET", "/v1/audit/verify", None)]
+          ("GET", "/v1/audit/verify", None),
+          ("GET", "/v1/hub/rollouts", None), ("POST", "/v1/hub/rollouts", {}),
+          ("GET", "/v1/hub/rollouts/r-1", None), ("POST", "/v1/hub/rollouts/r-1/stop", None)]
 
 
 def test_operator_routes_refuse_a_missing_or_foreign_token_with_401(hub_settings, client):
