@@ -12,6 +12,8 @@ rollout's ``revision`` by compare-and-set):
    done yet and the failed ones are told their previous version again (a box outside the
    started waves was never told the new one); the evidence goes into ``reason`` and the
    hub's audit chain;
+   a wave taken in whole that can no longer reach ``success.pct`` % even if every
+   pending box succeeds halts too (``success_unreachable``), rather than wait forever;
 3. boxes that enrolled into the target since the last tick are taken into the current
    wave up to its size (:func:`~.rollout_spec.wave_targets`);
 4. **advance**: ``success.pct`` % of the boxes taken in succeeded and the wave is
@@ -113,6 +115,54 @@ def _sample(conn: Any, rollout_id: str) -> list[dict[str, Any]]:
             for m in failed[:10]]
 
 
+def _accepted_failures(rollout: dict[str, Any]) -> int:
+    """Failed boxes an operator accepted by resuming: out of the success share since."""
+    return int(((rollout["reason"] or {}).get("baseline") or {}).get("failed", 0))
+
+
+def success_unreachable(rollout: dict[str, Any], seen: dict[str, Any],
+                        counts: list[int]) -> dict[str, Any] | None:
+    """The evidence that the current wave, taken in whole, can no longer reach its
+    success share even if every pending box succeeds (a small wave whose failures stay
+    below ``abort.min_executed`` would otherwise wait forever), or None."""
+    wave = max(0, min(int(rollout["wave"]), len(counts) - 1))
+    members = seen["members"] - _accepted_failures(rollout)
+    if seen["members"] < counts[wave] or members <= 0:
+        return None
+    best = seen["succeeded"] + seen["pending"]
+    pct = float(rollout["success"]["pct"])
+    if 100.0 * best >= pct * members:
+        return None
+    return {"kind": "success_unreachable", "success_pct": pct, "wave": wave,
+            "best_pct": round(100.0 * best / members, 3), "executed":
+            seen["succeeded"] + seen["failed"], "failures": seen["failed"],
+            "failure_pct": round(100.0 * seen["failed"] / max(1, seen["succeeded"]
+                                                              + seen["failed"]), 3),
+            **seen}
+
+
+def _halt(hub: Hub, conn: Any, rollout: dict[str, Any], evidence: dict[str, Any],
+          at: str) -> str | None:
+    """Halt: the evidence in ``reason`` and the audit chain; the boxes not done yet and
+    the failed ones are told their previous version again."""
+    rid = rollout["id"]
+    evidence["sample"] = _sample(conn, rid)
+    if not rdb.update_rollout(conn, rid, rollout["revision"], status="halted",
+                              reason={**evidence, "at": at}, updated_at=at):
+        return None
+    told = rdb.set_desired_where(conn, rid, rdb.DESIRED_PREVIOUS,
+                                 states=("pending", "failed"), at=at)
+    publish_desired_in(hub, conn, told)
+    append(conn, actor=ACTOR, action="rollout.halt", at=at,
+           detail={"rollout": rid, "model": rollout["model"],
+                   "version": rollout["version"], "wave": rollout["wave"],
+                   "evidence": evidence, "reverted": len(told)})
+    log.warning("rollout %s halted (%s): %s of %s finished boxes failed (%.1f%%)",
+                rid, evidence["kind"], evidence["failures"], evidence["executed"],
+                evidence["failure_pct"])
+    return "halted"
+
+
 def _decide(hub: Hub, conn: Any, rollout: dict[str, Any], now: datetime) -> str | None:
     at = now.isoformat(timespec="microseconds")
     rid = rollout["id"]
@@ -127,25 +177,14 @@ def _decide(hub: Hub, conn: Any, rollout: dict[str, Any], now: datetime) -> str 
     seen = summary(rdb.state_counts(conn, rid))
     breach = abort_breach(rollout, seen)
     if breach is not None:
-        breach["sample"] = _sample(conn, rid)
-        if not rdb.update_rollout(conn, rid, rollout["revision"], status="halted",
-                                  reason={**breach, "at": at}, updated_at=at):
-            return None
-        told = rdb.set_desired_where(conn, rid, rdb.DESIRED_PREVIOUS,
-                                     states=("pending", "failed"), at=at)
-        publish_desired_in(hub, conn, told)
-        append(conn, actor=ACTOR, action="rollout.halt", at=at,
-               detail={"rollout": rid, "model": rollout["model"],
-                       "version": rollout["version"], "wave": rollout["wave"],
-                       "evidence": breach, "reverted": len(told)})
-        log.warning("rollout %s halted: %s of %s finished boxes failed (%.1f%% >= %s%%)",
-                    rid, breach["failures"], breach["executed"], breach["failure_pct"],
-                    breach["threshold_pct"])
-        return "halted"
+        return _halt(hub, conn, rollout, breach, at)
     target = targets(conn, rollout)
-    added = take_in(conn, rollout, at, target)
     counts = wave_targets(rollout["plan"], len(target))
-    members = seen["members"] + len(added)
+    stuck = success_unreachable(rollout, seen, counts)
+    if stuck is not None:
+        return _halt(hub, conn, rollout, stuck, at)
+    added = take_in(conn, rollout, at, target)
+    members = seen["members"] + len(added) - _accepted_failures(rollout)
     succeeded = seen["succeeded"]
     soak = float(rollout["success"].get("soak_s", 0))
     started = datetime.fromisoformat(rollout["wave_started_at"] or at)

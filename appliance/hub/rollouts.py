@@ -121,6 +121,7 @@ def _transition(hub: Hub, rollout_id: str, action: str, allowed: tuple[str, ...]
             types = set(rollout["abort"]["failure_types"])
             values["reason"] = {**(rollout["reason"] or {}), "resumed_at": at,
                                 "baseline": {"executed": seen["succeeded"] + seen["failed"],
+                             "failed": seen["failed"],
                                              "failures": sum(
                                                  n for t, n in seen["failed_by_type"].items()
                                                  if t in types)}}

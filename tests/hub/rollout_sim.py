@@ -129,6 +129,15 @@ class FleetSim:
         self.decisions: list[tuple[datetime, str, str]] = []
         self.on_report: Callable[[datetime], None] | None = None
 
+    def fail_every(self, rollout_id: str, nth: int, offset: int = 0) -> None:
+        """Make every ``nth`` box in the rollout's bucket order (from ``offset``) fail
+        warm-up, and no other: each wave then holds a known share of failing boxes
+        whatever random id the rollout drew."""
+        order = sorted(self.boxes, key=lambda b: rollout_controller.bucket(rollout_id,
+                                                                           b.device_id))
+        for rank, box in enumerate(order):
+            box.fails_warmup = rank % nth == offset
+
     def invalidate(self) -> None:
         """The repository changed (a command outside the controller published)."""
         self._state = None

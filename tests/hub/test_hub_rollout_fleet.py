@@ -8,16 +8,18 @@ import msgspec
 import pytest
 from hub_helpers import built_package
 from rollout_sim import MODEL, FleetSim
+from sqlalchemy import select
 
+from appliance.hub import schema
 from appliance.hub import store as db
 from appliance.hub import store_rollouts as rdb
 from appliance.hub.audit_chain import verify_chain
 from appliance.hub.fleet import add_group
 from appliance.hub.publish import publish
 from appliance.hub.rollout import assign, desired_for
-from appliance.hub.rollout_controller import abort_breach, summary
+from appliance.hub.rollout_controller import abort_breach, bucket, summary
 from appliance.hub.rollout_spec import RolloutSpec
-from appliance.hub.rollouts import create, rollback, status
+from appliance.hub.rollouts import create, resume, rollback, status
 
 BOXES = 1000
 SYNC_S, TICK_S = 60.0, 10.0
@@ -56,9 +58,12 @@ def _halt_condition_met(hub, rollout_id: str) -> bool:
 
 
 def test_warmup_failing_on_a_tenth_of_boxes_halts_within_a_sync_and_a_tick(hub, fleet):
-    sim = fleet(fail_share=0.1)
+    sim = fleet(fail_share=0.0)
     rollout = create(hub, _spec(), actor="ops")
     rid = rollout["id"]
+    # one box in ten fails warm-up, in every wave: wave 1 (10 boxes, 90 % succeed)
+    # advances; the halt comes once 50 boxes are done
+    sim.fail_every(rid, 10, offset=9)
     assert rollout["waves"][0]["boxes"] == 10 and rollout["counts"]["members"] == 10
     sim.invalidate()
     met_at = []
@@ -78,6 +83,7 @@ def test_warmup_failing_on_a_tenth_of_boxes_halts_within_a_sync_and_a_tick(hub, 
     assert met_at, "the abort criteria were never met before the halt"
     assert (halted_at - met_at[0]).total_seconds() <= SYNC_S + TICK_S
     reason = final["reason"]
+    assert reason["kind"] == "abort"
     assert reason["executed"] >= 50 and reason["failure_pct"] >= 5
     assert reason["failed_by_type"].get("warmup_failed", 0) == reason["failures"]
     assert final["counts"]["members"] < BOXES  # it stopped before the whole fleet
@@ -128,3 +134,30 @@ def test_rollout_without_failures_advances_wave_by_wave_and_completes(hub, fleet
     with hub.store.read() as conn:  # the version is now the group's assignment
         assert {a["model"]: a["version"] for a in db.current_assignments(conn, "fleet")} == {
             MODEL: "2"}
+
+
+def test_a_first_wave_that_cannot_reach_its_success_share_halts_and_resume_accepts_it(
+        hub, fleet):
+    sim = fleet(fail_share=0.0, seed=5)
+    rid = create(hub, _spec(), actor="ops")["id"]
+    first = sorted(sim.boxes, key=lambda b: bucket(rid, b.device_id))[:10]
+    for box in first[:3]:  # 3 of the 10 first-wave boxes fail: 70 % < 80 %, 10 < 50 done
+        box.fails_warmup = True
+    sim.invalidate()
+    sim.run(until=lambda: status(hub, rid)["status"] != "running", limit_s=3600)
+
+    final = status(hub, rid)
+    assert final["status"] == "halted", final
+    assert final["reason"]["kind"] == "success_unreachable"
+    assert final["reason"]["failures"] == 3 and final["reason"]["best_pct"] == 70.0
+    assert final["counts"]["members"] == 10
+    with hub.store.read() as conn:
+        halts = [r for r in conn.execute(select(schema.audit.c.action)).mappings()
+                 if r["action"] == "rollout.halt"]
+    assert len(halts) == 1
+
+    # the operator accepts the three failures: the wave counts without them and advances
+    resume(hub, rid, actor="ops")
+    sim.invalidate()
+    sim.run(until=lambda: status(hub, rid)["wave"] >= 1, limit_s=SYNC_S * 3)
+    assert status(hub, rid)["wave"] == 1 and status(hub, rid)["status"] == "running"
